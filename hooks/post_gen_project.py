@@ -1,0 +1,73 @@
+"""Remove the files the answers did not ask for.
+
+One table maps each answer to the paths it makes unnecessary; one remover
+deletes them and fails loudly when a listed path does not exist, so the
+table cannot drift from the template. Safe to run again (cruft update
+re-runs it): it only ever acts on a freshly rendered tree.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+PACKAGE = "src/{package}"
+
+MEMORY = [f"{PACKAGE}/store_memory.py", "tests/store_memory.py"]
+SQLITE = [f"{PACKAGE}/store_sqlite.py", f"{PACKAGE}/migrations/sqlite", "tests/store_sqlite.py"]
+POSTGRESQL = [
+    f"{PACKAGE}/store_postgresql.py",
+    f"{PACKAGE}/migrations/postgresql",
+    "tests/store_postgresql.py",
+    "compose.yaml",
+]
+ANY_DATABASE = [f"{PACKAGE}/store_sql.py", f"{PACKAGE}/migrations.py", "tests/test_p03_database_rollback.py"]
+
+REMOVE: dict[tuple[str, str], list[str]] = {
+    ("database", "sqlite"): MEMORY + POSTGRESQL,
+    ("database", "postgresql"): MEMORY + SQLITE,
+    ("database", "none"): SQLITE + POSTGRESQL + ANY_DATABASE + [f"{PACKAGE}/migrations"],
+}
+
+
+class PruneError(RuntimeError):
+    """The table lists a path the template does not have."""
+
+
+def paths_to_remove(answers: Mapping[str, object]) -> list[str]:
+    """The project-relative paths the answers make unnecessary, package name filled in."""
+    paths = []
+    for (key, value), listed in REMOVE.items():
+        if answers.get(key) == value:
+            paths.extend(path.format(package=answers["package_name"]) for path in listed)
+    return paths
+
+
+def remove(project: Path, paths: list[str]) -> None:
+    """Delete each path (file or folder) under `project`; raise PruneError if one is missing."""
+    missing = [path for path in paths if not (project / path).exists()]
+    if missing:
+        raise PruneError(f"the prune table lists paths the template does not have: {', '.join(missing)}")
+    for path in paths:
+        target = project / path
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+
+
+def main(answers: Mapping[str, object], project: Path) -> int:
+    """Prune `project`; print one line to stderr and return 1 when the table is wrong."""
+    try:
+        remove(project, paths_to_remove(answers))
+    except PruneError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(json.loads({{ cookiecutter | tojson | tojson }}), Path.cwd()))

@@ -1,0 +1,43 @@
+"""Run the service: `python -m {{ cookiecutter.package_name }}` (or the `{{ cookiecutter.project_slug }}` command)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from aiohttp import web
+
+from .app import create_app
+from .items import DatabaseUnavailable
+from .logs import configure_logging
+from .loop import loop_name, new_event_loop
+from .settings import Settings, SettingsError
+
+log = logging.getLogger("{{ cookiecutter.package_name }}")
+
+
+def main() -> None:
+    """Serve on HOST:PORT until SIGINT or SIGTERM, then shut down gracefully."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        sys.exit(f"{{ cookiecutter.package_name }}: {error}")
+    configure_logging(settings)
+    loop = new_event_loop()
+    log.info("serving on http://%s:%d (loop: %s)", settings.host, settings.port, loop_name(loop))
+    try:
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            loop=loop,
+            access_log=None,
+            print=None,
+            shutdown_timeout=10.0,
+        )
+    except (DatabaseUnavailable, OSError) as error:
+        sys.exit(f"{{ cookiecutter.package_name }}: cannot start: {error}")
+
+
+if __name__ == "__main__":
+    main()

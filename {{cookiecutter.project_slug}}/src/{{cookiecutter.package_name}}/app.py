@@ -1,0 +1,28 @@
+"""The application factory: the one place where the service is put together."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .events import close_subscribers, hub_context
+from .items import ItemStore
+from .keys import SETTINGS, STORE
+from .routes import add_routes
+from .settings import Settings
+from .{{ "store_memory" if cookiecutter.database == "none" else "store_" ~ cookiecutter.database }} import store_context
+from .upstream import upstream_context
+
+
+def create_app(settings: Settings, store: ItemStore | None = None) -> web.Application:
+    """Build the service; pass `store` to use it instead of opening the configured one."""
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    if store is None:
+        app.cleanup_ctx.append(store_context)
+    else:
+        app[STORE] = store
+    app.cleanup_ctx.append(hub_context)
+    app.cleanup_ctx.append(upstream_context)
+    app.on_shutdown.append(close_subscribers)
+    add_routes(app)
+    return app

@@ -1,0 +1,141 @@
+"""HTTP and websocket handlers: thin translations between requests and the domain."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import WSMsgType, web
+
+from .errors import domain_errors, json_error
+from .events import reply_to
+from .fingerprint import fingerprint
+from .items import DatabaseUnavailable, Item, parse_item_id, parse_new_item, parse_page
+from .keys import HUB, SETTINGS, STORE, UPSTREAM
+from .upstream import UpstreamError, UpstreamTimeout, fetch_status
+
+HEALTHY = json.dumps({"status": "ok"}).encode()
+WS_MAX_MESSAGE = 4096
+
+
+async def health(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return web.Response(body=HEALTHY, content_type="application/json")
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Readiness: the database answers too."""
+    try:
+        await request.app[STORE].ping()
+    except DatabaseUnavailable as error:
+        raise json_error(web.HTTPServiceUnavailable, "database_unavailable", str(error)) from None
+    return web.json_response({"status": "ready"})
+
+
+async def read_json(request: web.Request) -> object:
+    """The decoded JSON body, or a 4xx JSON error saying what is wrong with it."""
+    if request.content_type != "application/json":
+        raise json_error(web.HTTPUnsupportedMediaType, "unsupported_media_type", "send the body as application/json")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SETTINGS].max_body_bytes
+        raise json_error(
+            web.HTTPRequestEntityTooLarge, "too_large", f"the body exceeds {limit} bytes", max_size=limit
+        ) from None
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise json_error(web.HTTPBadRequest, "malformed_json", "the body is not valid UTF-8 JSON") from None
+
+
+def item_id_of(request: web.Request) -> int:
+    """The item id in the URL, or a 404 JSON error when no item can have it."""
+    item_id = parse_item_id(request.match_info["item_id"])
+    if item_id is None:
+        raise no_such_item()
+    return item_id
+
+
+def no_such_item() -> web.HTTPException:
+    """The 404 for an id that names no item."""
+    return json_error(web.HTTPNotFound, "not_found", "no item has this id")
+
+
+async def find_item(request: web.Request) -> Item:
+    """The item named by the URL, or a 404 JSON error."""
+    item = await request.app[STORE].get(item_id_of(request))
+    if item is None:
+        raise no_such_item()
+    return item
+
+
+@domain_errors
+async def create_item(request: web.Request) -> web.Response:
+    """POST /items: store an item, tell the subscribers."""
+    item = await request.app[STORE].add(parse_new_item(await read_json(request)))
+    request.app[HUB].publish("item.created", item)
+    return web.json_response(item.to_json(), status=201, headers={"Location": f"/items/{item.id}"})
+
+
+@domain_errors
+async def list_items(request: web.Request) -> web.Response:
+    """GET /items?limit=&offset=: one page of items, oldest first."""
+    limit, offset = parse_page(request.query)
+    items = await request.app[STORE].list(limit, offset)
+    return web.json_response({"items": [item.to_json() for item in items], "limit": limit, "offset": offset})
+
+
+@domain_errors
+async def get_item(request: web.Request) -> web.Response:
+    """GET /items/{id}."""
+    return web.json_response((await find_item(request)).to_json())
+
+
+@domain_errors
+async def delete_item(request: web.Request) -> web.Response:
+    """DELETE /items/{id}: remove it, tell the subscribers."""
+    item = await request.app[STORE].delete(item_id_of(request))
+    if item is None:
+        raise no_such_item()
+    request.app[HUB].publish("item.deleted", item)
+    return web.Response(status=204)
+
+
+@domain_errors
+async def item_fingerprint(request: web.Request) -> web.Response:
+    """GET /items/{id}/fingerprint: a slow digest, computed in a worker thread."""
+    item = await find_item(request)
+    digest = await asyncio.to_thread(fingerprint, item)
+    return web.json_response({"id": item.id, "fingerprint": digest})
+
+
+async def upstream_status(request: web.Request) -> web.Response:
+    """GET /upstream: the upstream service's status, or 504/502 when it fails."""
+    try:
+        status = await fetch_status(request.app[UPSTREAM], request.app[SETTINGS].upstream_url)
+    except UpstreamTimeout as error:
+        raise json_error(web.HTTPGatewayTimeout, "upstream_timeout", str(error)) from None
+    except UpstreamError as error:
+        raise json_error(web.HTTPBadGateway, "upstream_error", str(error)) from None
+    return web.json_response({"upstream": status})
+
+
+async def events(request: web.Request) -> web.WebSocketResponse:
+    """GET /events (websocket): item events as they happen; answers {"type": "ping"}."""
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=WS_MAX_MESSAGE)
+    if not ws.can_prepare(request).ok:
+        raise json_error(web.HTTPBadRequest, "websocket_required", "connect with a websocket client")
+    await ws.prepare(request)
+    hub = request.app[HUB]
+    hub.subscribers.add(ws)
+    try:
+        async for message in ws:
+            if message.type is WSMsgType.ERROR:  # e.g. a frame over WS_MAX_MESSAGE: aiohttp closes with 1009
+                break
+            await ws.send_str(reply_to(message.data if message.type is WSMsgType.TEXT else None))
+    except ConnectionError:  # the client went away mid-reply
+        pass
+    finally:
+        hub.subscribers.discard(ws)
+    return ws

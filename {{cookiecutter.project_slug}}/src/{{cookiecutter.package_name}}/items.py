@@ -1,0 +1,126 @@
+"""The items resource: its data, its validation rules and the store contract."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+NAME_MAX_LENGTH = 200
+QUANTITY_MAX = 2**31 - 1
+ID_MAX = 2**63 - 1
+PAGE_MAX = 100
+
+
+class ValidationError(ValueError):
+    """A client sent an item or query that breaks the rules below."""
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached or refuses the operation right now."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewItem:
+    """An item as a client submits it."""
+
+    name: str
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """An item as stored, with the id the store gave it."""
+
+    id: int
+    name: str
+    quantity: int
+
+    def to_json(self) -> dict[str, object]:
+        """The item as a JSON-ready mapping."""
+        return asdict(self)
+
+
+class ItemStore(Protocol):
+    """Where items live; every database answer implements this."""
+
+    async def add(self, new: NewItem) -> Item:
+        """Store a new item and return it with its id."""
+        ...
+
+    async def get(self, item_id: int) -> Item | None:
+        """The item with this id, or None."""
+        ...
+
+    async def list(self, limit: int, offset: int) -> list[Item]:
+        """Items ordered by id, one page of them."""
+        ...
+
+    async def delete(self, item_id: int) -> Item | None:
+        """Remove the item and return it; None when there was none."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise DatabaseUnavailable unless the store can answer now."""
+        ...
+
+
+def parse_new_item(data: object) -> NewItem:
+    """Check a decoded JSON body and turn it into a NewItem."""
+    if not isinstance(data, dict):
+        raise ValidationError("the body must be a JSON object")
+    unknown = sorted(set(data) - {"name", "quantity"})
+    if unknown:
+        raise ValidationError(f"unknown field(s): {', '.join(unknown)}")
+    return NewItem(name=_parse_name(data.get("name")), quantity=_parse_quantity(data.get("quantity", 0)))
+
+
+def _parse_name(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValidationError("'name' is required and must be a string")
+    name = value.strip()
+    if not 1 <= len(name) <= NAME_MAX_LENGTH:
+        raise ValidationError(f"'name' must hold 1 to {NAME_MAX_LENGTH} characters")
+    if "\x00" in name or not name.isprintable():
+        raise ValidationError("'name' must not contain control characters")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("'name' must be valid Unicode text") from None
+    return name
+
+
+def _parse_quantity(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError("'quantity' must be an integer")
+    if not 0 <= value <= QUANTITY_MAX:
+        raise ValidationError(f"'quantity' must be from 0 to {QUANTITY_MAX}")
+    return value
+
+
+def parse_item_id(text: str) -> int | None:
+    """The id in a URL, or None when no item can have it."""
+    if not _is_digits(text) or len(text) > len(str(ID_MAX)):
+        return None
+    item_id = int(text)
+    return item_id if 1 <= item_id <= ID_MAX else None
+
+
+def parse_page(query: Mapping[str, str]) -> tuple[int, int]:
+    """The (limit, offset) pair of a list request, with defaults."""
+    limit = _parse_bounded(query, "limit", default=20, low=1, high=PAGE_MAX)
+    offset = _parse_bounded(query, "offset", default=0, low=0, high=ID_MAX)
+    return limit, offset
+
+
+def _parse_bounded(query: Mapping[str, str], key: str, *, default: int, low: int, high: int) -> int:
+    text = query.get(key)
+    if text is None:
+        return default
+    if not _is_digits(text) or len(text) > len(str(high)) or not low <= int(text) <= high:
+        raise ValidationError(f"'{key}' must be an integer from {low} to {high}")
+    return int(text)
+
+
+def _is_digits(text: str) -> bool:
+    return text.isascii() and text.isdecimal()

@@ -1,0 +1,69 @@
+"""Service settings, read from the environment in one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+N = TypeVar("N", int, float)
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the service cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service reads from its environment."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+{%- if cookiecutter.database == "sqlite" %}
+    database_url: str = "sqlite:///./data/app.db"
+{%- elif cookiecutter.database == "postgresql" %}
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/{{ cookiecutter.package_name }}"
+{%- endif %}
+    upstream_url: str = "http://127.0.0.1:9000/status"
+    upstream_timeout: float = 5.0
+    max_body_bytes: int = 64 * 1024
+    log_format: str = "text"
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        """Build settings from HOST, PORT, DATABASE_URL, UPSTREAM_URL and friends."""
+        defaults = cls()
+        return cls(
+            host=env.get("HOST", defaults.host),
+            port=_number(env, "PORT", defaults.port, int, 1, 65535),
+{%- if cookiecutter.database != "none" %}
+            database_url=env.get("DATABASE_URL", defaults.database_url),
+{%- endif %}
+            upstream_url=env.get("UPSTREAM_URL", defaults.upstream_url),
+            upstream_timeout=_number(env, "UPSTREAM_TIMEOUT", defaults.upstream_timeout, float, 0.001, 600),
+            max_body_bytes=_number(env, "MAX_BODY_BYTES", defaults.max_body_bytes, int, 1, 2**30),
+            log_format=_choice(env, "LOG_FORMAT", defaults.log_format, ("text", "json")),
+            log_level=_choice(env, "LOG_LEVEL", defaults.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
+        )
+
+
+def _number(env: Mapping[str, str], key: str, default: N, kind: type[N], low: N, high: N) -> N:
+    text = env.get(key)
+    if text is None:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        raise SettingsError(f"{key} must be a number from {low} to {high}, got {text!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{key} must be a number from {low} to {high}, got {text!r}")
+    return value
+
+
+def _choice(env: Mapping[str, str], key: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(key, default)
+    if value not in allowed:
+        raise SettingsError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+    return value

@@ -1,0 +1,88 @@
+"""Items in SQLite through aiosqlite: one connection per app, one statement per write.
+
+The connection runs in autocommit mode, so every write is committed before
+its response is sent, and a test can wrap the same connection in BEGIN ...
+ROLLBACK to keep its rows to itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+
+import aiosqlite
+from aiohttp import web
+
+from . import migrations
+from .items import DatabaseUnavailable
+from .keys import SETTINGS, STORE
+from .store_sql import Row, SqlItemStore
+
+URL_PREFIX = "sqlite:///"
+
+
+def sqlite_path(url: str) -> str:
+    """The file path in a `sqlite:///relative/path` or `sqlite:////absolute/path` URL."""
+    if not url.startswith(URL_PREFIX) or url == URL_PREFIX:
+        raise DatabaseUnavailable(f"DATABASE_URL must look like sqlite:///./data/app.db, got {url!r}")
+    return url.removeprefix(URL_PREFIX)
+
+
+@contextlib.contextmanager
+def _database_errors() -> Iterator[None]:
+    try:
+        yield
+    except (sqlite3.Error, ValueError) as error:  # ValueError: the connection is closed
+        raise DatabaseUnavailable(f"sqlite: {error}") from error
+
+
+async def connect(url: str) -> aiosqlite.Connection:
+    """Open the database file (creating its folder) in autocommit, WAL mode."""
+    path = sqlite_path(url)
+    with _database_errors():
+        if path != ":memory:":
+            await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
+        connection = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "busy_timeout = 5000"):
+                await connection.execute(f"PRAGMA {pragma}")
+        except BaseException:
+            await connection.close()
+            raise
+    return connection
+
+
+async def migrate(connection: aiosqlite.Connection) -> None:
+    """Apply the migrations this database has not seen yet."""
+    with _database_errors():
+        await connection.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY)")
+        rows = await connection.execute_fetchall("SELECT version FROM schema_migrations")
+        for migration in await asyncio.to_thread(migrations.pending, "sqlite", {row[0] for row in rows}):
+            await connection.executescript(
+                f"BEGIN;\n{migration.sql}\nINSERT INTO schema_migrations VALUES ('{migration.version}');\nCOMMIT;"
+            )
+
+
+class SqliteItemStore(SqlItemStore):
+    """The items table of one open SQLite connection."""
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._connection = connection
+
+    async def _rows(self, sql: str, *args: object) -> Sequence[Row]:
+        with _database_errors():  # SQLite spells $1 as ?1
+            return list(await self._connection.execute_fetchall(sql.replace("$", "?"), args))
+
+
+async def store_context(app: web.Application) -> AsyncIterator[None]:
+    """Open the database named by DATABASE_URL, migrate it, close it at exit."""
+    connection = await connect(app[SETTINGS].database_url)
+    try:
+        await migrate(connection)
+        app[STORE] = SqliteItemStore(connection)
+        yield
+    finally:
+        await connection.close()

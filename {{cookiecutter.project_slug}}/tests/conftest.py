@@ -1,0 +1,141 @@
+"""Fixtures and hooks every test shares.
+
+Scopes: the loop, the fake upstream server and the database connection live
+for the whole session (they are costly and hold no per-test state); the app,
+its client and the store are built per test, so no test sees another's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from blockbuster import BlockBuster, blockbuster_ctx
+from pytest_aiohttp import AiohttpClient
+
+from {{ cookiecutter.package_name }}.app import create_app
+from {{ cookiecutter.package_name }}.items import ItemStore
+from {{ cookiecutter.package_name }}.loop import new_event_loop
+from {{ cookiecutter.package_name }}.settings import Settings
+
+from .helpers import Client, ClientFactory
+from .upstream import fake_upstream
+
+pytest_plugins = ["tests.{{ "store_memory" if cookiecutter.database == "none" else "store_" ~ cookiecutter.database }}"]  # the `store` fixtures
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+ASYNC_TEST_TIMEOUT = 10.0  # seconds; override per test with @pytest.mark.timeout(N)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+{%- if cookiecutter.event_loop == "uvloop" %}
+    parser.addoption("--all-loops", action="store_true", help="run every async test on uvloop and on asyncio")
+{%- else %}
+    del parser  # the asyncio variant has one loop only
+{%- endif %}
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, LoopFactory]:
+    """The loop(s) the tests run on: the service's own, and asyncio too with --all-loops."""
+{%- if cookiecutter.event_loop == "uvloop" %}
+    if config.getoption("--all-loops"):
+        return {"uvloop": new_event_loop, "asyncio": asyncio.new_event_loop}
+    return {"uvloop": new_event_loop}
+{%- else %}
+    return {"asyncio": new_event_loop}
+{%- endif %}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Fail a hung async test with a TimeoutError and a traceback, on any loop.
+
+    pytest-timeout cannot interrupt an await on uvloop, so each async test
+    runs inside `asyncio.timeout`; pytest-timeout stays as the last resort.
+    """
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            marker = item.get_closest_marker("timeout")
+            limit = float(marker.args[0]) if marker and marker.args else ASYNC_TEST_TIMEOUT
+            item.obj = _with_timeout(item.obj, limit)
+
+
+def _with_timeout(test: Callable[..., Awaitable[None]], limit: float) -> Callable[..., Awaitable[None]]:
+    @functools.wraps(test)
+    async def run_with_timeout(*args: Any, **kwargs: Any) -> None:
+        async with asyncio.timeout(limit):
+            await test(*args, **kwargs)
+
+    return run_with_timeout
+
+
+@pytest.fixture(autouse=True)
+def blockbuster() -> Iterator[BlockBuster]:
+    """Function scope: a blocking call (sleep, file or socket I/O) on the loop, by the service or a test, raises."""
+    with blockbuster_ctx(["{{ cookiecutter.package_name }}", "tests"]) as detector:
+        yield detector
+
+
+@pytest.fixture(autouse=True)
+def fail_on_server_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Function scope: a handler that crashed (a 500 the test may not check) fails the test with its traceback."""
+    yield
+    crashes = [
+        record
+        for record in caplog.get_records("call")
+        if record.name.startswith("aiohttp") and record.levelno >= logging.ERROR
+    ]
+    if crashes:
+        report = "\n".join(logging.Formatter().format(record) for record in crashes)
+        pytest.fail(f"the app failed while handling a request:\n{report}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+async def upstream() -> AsyncIterator[TestServer]:
+    """Session scope: a local stand-in for the upstream service (no internet in tests)."""
+    server = TestServer(fake_upstream())
+    async with server:
+        yield server
+
+
+@pytest.fixture
+def settings(upstream: TestServer) -> Settings:
+    """Function scope: settings pointing at the fake upstream, with a short timeout."""
+    return dataclasses.replace(Settings(), upstream_url=str(upstream.make_url("/status")), upstream_timeout=0.5)
+
+
+@pytest.fixture
+def app(settings: Settings, store: ItemStore) -> web.Application:
+    """Function scope: a fresh app whose store is the test's rolled-back one."""
+    return create_app(settings, store=store)
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, app: web.Application) -> Client:
+    """Function scope: an HTTP client for `app`, closed after the test."""
+    return await aiohttp_client(app)
+
+
+@pytest.fixture
+def client_with(aiohttp_client: AiohttpClient, settings: Settings, store: ItemStore) -> ClientFactory:
+    """Function scope: `await client_with(upstream_timeout=0.05)` gives a client for such an app."""
+
+    async def build(**changes: Any) -> Client:
+        return await aiohttp_client(create_app(dataclasses.replace(settings, **changes), store=store))
+
+    return build
+
+
+@pytest.fixture(scope="session")
+async def shared_client(upstream: TestServer, session_store: ItemStore) -> AsyncIterator[Client]:
+    """Session scope: one app for every test that only reads what no test writes (health, errors)."""
+    settings = Settings(upstream_url=str(upstream.make_url("/status")))
+    async with TestClient(TestServer(create_app(settings, store=session_store))) as client:
+        yield client

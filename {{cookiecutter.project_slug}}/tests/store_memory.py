@@ -1,0 +1,19 @@
+"""Store fixtures for a project without a database: fresh in-memory stores."""
+
+from __future__ import annotations
+
+import pytest
+
+from {{ cookiecutter.package_name }}.store_memory import MemoryItemStore
+
+
+@pytest.fixture(scope="session")
+def session_store() -> MemoryItemStore:
+    """Session scope: the store of the shared app."""
+    return MemoryItemStore()
+
+
+@pytest.fixture
+def store() -> MemoryItemStore:
+    """Function scope: an empty store per test."""
+    return MemoryItemStore()

@@ -1,0 +1,54 @@
+"""Store fixtures for PostgreSQL: TEST_DATABASE_URL, each test inside a rolled-back transaction."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from {{ cookiecutter.package_name }}.store_postgresql import Acquire, PostgresItemStore, migrate, shared_connection
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+async def database() -> AsyncIterator[asyncpg.Connection]:
+    """Session scope: one migrated connection to TEST_DATABASE_URL; skip (fail under CI) without a server."""
+    try:
+        connection = await asyncpg.connect(TEST_DATABASE_URL, timeout=5)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as error:
+        reason = (
+            f"no PostgreSQL at TEST_DATABASE_URL={TEST_DATABASE_URL} ({error or type(error).__name__}); "
+            "point TEST_DATABASE_URL at a server or start one with `docker compose up -d db`"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    await migrate(connection)
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture(scope="session")
+def acquire(database: asyncpg.Connection) -> Acquire:
+    """Session scope: lends the one test connection to the app, one caller at a time."""
+    return shared_connection(database)
+
+
+@pytest.fixture(scope="session")
+def session_store(acquire: Acquire) -> PostgresItemStore:
+    """Session scope: the store of the shared app."""
+    return PostgresItemStore(acquire)
+
+
+@pytest.fixture
+async def store(database: asyncpg.Connection, acquire: Acquire) -> AsyncIterator[PostgresItemStore]:
+    """Function scope: the test's writes, the app's included, are rolled back at teardown."""
+    transaction = database.transaction()
+    await transaction.start()
+    try:
+        yield PostgresItemStore(acquire)
+    finally:
+        await transaction.rollback()

@@ -1,0 +1,35 @@
+"""Store fixtures for SQLite: a temporary database file, each test inside a rolled-back transaction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiosqlite
+import pytest
+
+from {{ cookiecutter.package_name }}.store_sqlite import SqliteItemStore, connect, migrate
+
+
+@pytest.fixture(scope="session")
+async def database(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[aiosqlite.Connection]:
+    """Session scope: one migrated connection to a temporary file, never the developer's DATABASE_URL."""
+    connection = await connect(f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}")
+    await migrate(connection)
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture(scope="session")
+def session_store(database: aiosqlite.Connection) -> SqliteItemStore:
+    """Session scope: the store of the shared app."""
+    return SqliteItemStore(database)
+
+
+@pytest.fixture
+async def store(database: aiosqlite.Connection) -> AsyncIterator[SqliteItemStore]:
+    """Function scope: the test's writes, the app's included, are rolled back at teardown."""
+    await database.execute("BEGIN")
+    try:
+        yield SqliteItemStore(database)
+    finally:
+        await database.execute("ROLLBACK")

@@ -1,0 +1,45 @@
+"""P2 - an async fixture with cleanup.
+
+A fixture that `yield`s inside `async with` closes its resource after the
+test, even when the test fails. The service's own cleanup contexts follow
+the same shape, and can be driven by hand to check their teardown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from {{ cookiecutter.package_name }}.keys import SETTINGS, UPSTREAM
+from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.upstream import fetch_status, upstream_context
+
+
+@pytest.fixture
+async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
+    """Function scope: a client session, closed after the test."""
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def test_fetch_status_reads_the_upstream_json(http_session: aiohttp.ClientSession, settings: Settings) -> None:
+    status = await fetch_status(http_session, settings.upstream_url)
+
+    assert status["status"] == "ok"
+
+
+async def test_upstream_context_closes_its_session_at_exit(settings: Settings) -> None:
+    app = web.Application()
+    app[SETTINGS] = settings
+    context = upstream_context(app)
+
+    await anext(context)
+    session = app[UPSTREAM]
+    assert not session.closed
+    with pytest.raises(StopAsyncIteration):
+        await anext(context)
+
+    assert session.closed

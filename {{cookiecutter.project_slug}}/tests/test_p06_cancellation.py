@@ -1,0 +1,59 @@
+"""P6 - cancellation, and the cleanup that must run when it happens.
+
+A task can be cancelled at any await. Test that it stops, that
+CancelledError reaches whoever awaits it, and that its `finally` blocks ran:
+here, the event worker closing its subscribers when the app shuts it down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import WSCloseCode, web
+
+from {{ cookiecutter.package_name }}.events import Hub, hub_context
+from {{ cookiecutter.package_name }}.keys import HUB
+
+from .helpers import RecordingSubscriber
+
+
+async def test_cancelled_worker_raises_cancelled_error() -> None:
+    worker = asyncio.create_task(Hub().run())
+    await asyncio.sleep(0)
+
+    worker.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await worker
+
+
+async def test_cancelled_worker_closes_its_subscribers() -> None:
+    hub = Hub()
+    subscriber = RecordingSubscriber()
+    hub.subscribers.add(subscriber)
+    worker = asyncio.create_task(hub.run())
+    await asyncio.sleep(0)
+
+    worker.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await worker
+
+    assert subscriber.close_code == WSCloseCode.GOING_AWAY
+    assert not hub.subscribers
+
+
+async def test_app_shutdown_delivers_queued_events_then_stops_the_worker() -> None:
+    app = web.Application()
+    context = hub_context(app)
+    await anext(context)
+    hub = app[HUB]
+    subscriber = RecordingSubscriber()
+    hub.subscribers.add(subscriber)
+    hub.queue.put_nowait("queued before shutdown")
+
+    with pytest.raises(StopAsyncIteration):
+        await anext(context)
+
+    assert subscriber.messages == ["queued before shutdown"]
+    assert subscriber.close_code == WSCloseCode.GOING_AWAY
