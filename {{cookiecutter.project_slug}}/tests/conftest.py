@@ -57,8 +57,9 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> M
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Fail a hung async test with a TimeoutError and a traceback, on any loop.
 
-    pytest-timeout cannot interrupt an await on uvloop, so each async test
-    runs inside `asyncio.timeout`; pytest-timeout stays as the last resort.
+    pytest-timeout's signal method cannot interrupt an await on every loop,
+    so each async test runs inside `asyncio.timeout`; pytest-timeout (thread
+    method, pyproject.toml) stays as the last resort.
     """
     for item in items:
         if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):

@@ -22,6 +22,6 @@ new_event_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
 
 
 def loop_name(loop: asyncio.AbstractEventLoop) -> str:
-    """A readable name for a loop's type, e.g. `uvloop.Loop`."""
+    """A readable name for a loop's type, e.g. `module.ClassName`."""
     kind = type(loop)
     return f"{kind.__module__}.{kind.__qualname__}"

@@ -33,7 +33,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        """Build settings from HOST, PORT, DATABASE_URL, UPSTREAM_URL and friends."""
+        """Build settings from the variables listed in .env.example; unset ones keep their defaults."""
         defaults = cls()
         return cls(
             host=env.get("HOST", defaults.host),

@@ -20,7 +20,7 @@ from asyncpg.pool import PoolConnectionProxy
 from . import migrations
 from .items import DatabaseUnavailable
 from .keys import SETTINGS, STORE
-from .store_sql import Row, SqlItemStore
+from .store_sql import Row, SqlStore
 
 Connection = asyncpg.Connection | PoolConnectionProxy
 Acquire = Callable[[], AbstractAsyncContextManager[Connection]]
@@ -63,7 +63,7 @@ async def migrate(connection: Connection) -> None:
                 await connection.execute("INSERT INTO schema_migrations VALUES ($1)", migration.version)
 
 
-class PostgresItemStore(SqlItemStore):
+class PostgresItemStore(SqlStore):
     """The items table, reached through borrowed connections."""
 
     def __init__(self, acquire: Acquire) -> None:

@@ -17,7 +17,7 @@ class Row(Protocol):
     def __getitem__(self, index: int, /) -> Any: ...
 
 
-class SqlItemStore(abc.ABC):
+class SqlStore(abc.ABC):
     """An ItemStore whose subclasses only say how to run one statement."""
 
     @abc.abstractmethod

@@ -19,7 +19,7 @@ from aiohttp import web
 from . import migrations
 from .items import DatabaseUnavailable
 from .keys import SETTINGS, STORE
-from .store_sql import Row, SqlItemStore
+from .store_sql import Row, SqlStore
 
 URL_PREFIX = "sqlite:///"
 
@@ -66,7 +66,7 @@ async def migrate(connection: aiosqlite.Connection) -> None:
             )
 
 
-class SqliteItemStore(SqlItemStore):
+class SqliteItemStore(SqlStore):
     """The items table of one open SQLite connection."""
 
     def __init__(self, connection: aiosqlite.Connection) -> None:

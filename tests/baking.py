@@ -1,0 +1,44 @@
+"""Helpers for baking and running projects: the answer matrix, commands in a baked project."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHOICES = {
+    key: value
+    for key, value in json.loads((ROOT / "cookiecutter.json").read_text(encoding="utf-8")).items()
+    if isinstance(value, list) and not key.startswith("_")
+}
+COMBINATIONS = [dict(zip(CHOICES, values, strict=True)) for values in itertools.product(*CHOICES.values())]
+
+
+def combination_id(answers: dict[str, str]) -> str:
+    """`uvloop-postgresql`: the values in cookiecutter.json order."""
+    return "-".join(answers.values())
+
+
+def run(project: Path, *command: str, env: dict[str, str] | None = None, timeout: float = 600) -> str:
+    """Run a command in a baked project with its src/ importable; fail the test with its output if it fails."""
+    environment = {**os.environ, "PYTHONPATH": str(project / "src"), **(env or {})}
+    done = subprocess.run(
+        command, cwd=project, env=environment, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    output = done.stdout + done.stderr
+    if done.returncode != 0:
+        pytest.fail(f"{' '.join(command)} exited {done.returncode} in {project}:\n{output}", pytrace=False)
+    return output
+
+
+def run_suite(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the baked project's own suite (from this interpreter) and return the finished process."""
+    environment = {**os.environ, "PYTHONPATH": str(project / "src"), "CI": "true", **(env or {})}
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args]
+    return subprocess.run(command, cwd=project, env=environment, capture_output=True, text=True, timeout=600)

@@ -1,0 +1,149 @@
+"""Every combination of answers bakes a clean project whose own suite passes."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import tomllib
+import xml.etree.ElementTree as ET
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+from .baking import run, run_suite
+
+UNRENDERED = re.compile(r"(?<!\$)\{\{|\{%|%\}|\{#")
+PATTERNS = [f"test_p{number:02d}" for number in range(1, 15)]
+
+# Files each answer must bring (the hook's table says what goes; this says what stays).
+KEPT = {
+    ("database", "sqlite"): ["src/{pkg}/store_sqlite.py", "src/{pkg}/migrations/sqlite/0001_create_items.sql"],
+    ("database", "postgresql"): ["src/{pkg}/store_postgresql.py", "compose.yaml"],
+    ("database", "none"): ["src/{pkg}/store_memory.py"],
+}
+# Words no file may contain once an answer has removed what they name.
+FORBIDDEN = {
+    ("event_loop", "asyncio"): ["uvloop"],
+    ("database", "sqlite"): ["asyncpg", "postgres", "store_memory"],
+    ("database", "postgresql"): ["sqlite", "store_memory"],
+    ("database", "none"): ["sqlite", "postgres", "asyncpg", "database_url", "migration", "compose", "test_p03"],
+}
+
+
+def project_files(project: Path) -> list[Path]:
+    """Every file of a baked project, tool caches excluded."""
+    return [path for path in project.rglob("*") if path.is_file() and "_cache" not in str(path)]
+
+
+def package_of(project: Path) -> str:
+    """The import name of a baked project."""
+    [package] = [path.name for path in (project / "src").iterdir() if path.is_dir()]
+    return package
+
+
+def test_no_unrendered_jinja(baked: Path) -> None:
+    leftovers = [
+        str(path.relative_to(baked))
+        for path in project_files(baked)
+        if UNRENDERED.search(str(path.relative_to(baked))) or UNRENDERED.search(path.read_text(encoding="utf-8"))
+    ]
+
+    assert leftovers == []
+
+
+def test_kept_pieces_are_present(baked: Path, answers: dict[str, str]) -> None:
+    expected = [path for key, listed in KEPT.items() if answers[key[0]] == key[1] for path in listed]
+
+    missing = [path for path in expected if not (baked / path.format(pkg=package_of(baked))).exists()]
+
+    assert missing == []
+
+
+def test_removed_pieces_leave_no_trace(baked: Path, answers: dict[str, str]) -> None:
+    words = [word for key, listed in FORBIDDEN.items() if answers[key[0]] == key[1] for word in listed]
+
+    traces = [
+        f"{path.relative_to(baked)}: {word}"
+        for path in project_files(baked)
+        for word in words
+        if word in str(path.relative_to(baked)).lower() or word in path.read_text(encoding="utf-8").lower()
+    ]
+
+    assert traces == []
+
+
+def test_no_empty_folders(baked: Path) -> None:
+    assert [str(path) for path in baked.rglob("*") if path.is_dir() and not any(path.iterdir())] == []
+
+
+def third_party_imports(folder: Path, own: set[str]) -> set[str]:
+    """Top-level names imported by the .py files under `folder`, minus the standard library and `own`."""
+    names = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - own - {"__future__"}
+
+
+def distribution_names(requirements: list[str]) -> set[str]:
+    """Import-style names of requirement strings (`pytest-mock` -> `pytest_mock`)."""
+    return {Requirement(line).name.lower().replace("-", "_") for line in requirements}
+
+
+def test_pyproject_declares_exactly_what_the_code_imports(baked: Path) -> None:
+    project = tomllib.loads((baked / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    package = package_of(baked)
+    runtime = distribution_names(project["dependencies"])
+    dev = distribution_names(project["optional-dependencies"]["dev"])
+
+    assert third_party_imports(baked / "src", {package}) == runtime
+    assert third_party_imports(baked / "tests", {package, "tests"}) <= runtime | dev
+
+
+def test_this_environment_has_every_declared_dependency(baked: Path) -> None:
+    project = tomllib.loads((baked / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+    wanted = project["dependencies"] + project["optional-dependencies"]["dev"]
+    missing = [line for line in wanted if Requirement(line).marker is None or Requirement(line).marker.evaluate()]
+    missing = [line for line in missing if not _installed(Requirement(line).name)]
+
+    assert missing == [], "add these to requirements-test.txt"
+
+
+def _installed(name: str) -> bool:
+    try:
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def test_ruff_finds_nothing(baked: Path) -> None:
+    run(baked, sys.executable, "-m", "ruff", "check", "--no-cache", ".")
+    run(baked, sys.executable, "-m", "ruff", "format", "--no-cache", "--check", ".")
+
+
+def test_mypy_strict_finds_nothing(baked: Path) -> None:
+    run(baked, sys.executable, "-m", "mypy", "--strict", "--no-incremental")
+
+
+def test_baked_suite_passes_with_every_pattern(baked: Path, answers: dict[str, str], tmp_path: Path) -> None:
+    report = tmp_path / "report.xml"
+
+    done = run_suite(baked, f"--junitxml={report}")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    cases = ET.parse(report).getroot().iter("testcase")
+    outcomes = [(case.get("classname", ""), case.get("name", ""), [child.tag for child in case]) for case in cases]
+    assert [case for case in outcomes if case[2]] == [], "skipped or failed tests"
+    expected = [pattern for pattern in PATTERNS if answers["database"] != "none" or pattern != "test_p03"]
+    ran = {pattern for pattern in expected for classname, _, _ in outcomes if f".{pattern}_" in f".{classname}"}
+    assert sorted(ran) == expected
+    loop_tests = [name for classname, name, _ in outcomes if "test_p12" in classname]
+    assert loop_tests == [f"test_tests_run_on_{'uvloop' if answers['event_loop'] == 'uvloop' else 'the_standard_asyncio_loop'}"]
