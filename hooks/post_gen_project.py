@@ -70,4 +70,4 @@ def main(answers: Mapping[str, object], project: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(json.loads({{ cookiecutter | tojson | tojson }}), Path.cwd()))
+    sys.exit(main(json.loads(r"""{{ cookiecutter | tojson }}"""), Path.cwd()))

@@ -20,6 +20,8 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PACKAGE_MAX = 32  # the name starts every import line; longer ones push lines past the formatter's limit
 SLUG_MAX = 64
 
+# sys.stdlib_module_names leaves out CPython's own test suite package.
+STDLIB = frozenset(sys.stdlib_module_names) | {"test"}
 # Import names of the baked project's own dependencies and tools, and its tests package.
 TAKEN_NAMES = frozenset(
     {
@@ -46,7 +48,7 @@ def check_package_name(name: str) -> None:
         raise AnswerError(f"package_name {name!r} is a Python keyword; {example}")
     if hasattr(builtins, name):
         raise AnswerError(f"package_name {name!r} shadows the Python builtin of that name; {example}")
-    if name in sys.stdlib_module_names:
+    if name in STDLIB:
         raise AnswerError(f"package_name {name!r} shadows the standard-library module {name!r}; {example}")
     if name in TAKEN_NAMES:
         raise AnswerError(f"package_name {name!r} shadows a dependency or folder of the project; {example}")
@@ -96,4 +98,4 @@ def main(answers: Mapping[str, object]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(json.loads({{ cookiecutter | tojson | tojson }})))
+    sys.exit(main(json.loads(r"""{{ cookiecutter | tojson }}""")))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,8 +22,8 @@ def answers(request: pytest.FixtureRequest) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def baked(answers: dict[str, str], cookies_session) -> Iterator[Path]:  # type: ignore[no-untyped-def]
+def baked(answers: dict[str, str], cookies_session) -> Path:  # type: ignore[no-untyped-def]
     """Session scope: the project baked from `answers` (baking is cheap; checks only read it)."""
     result = cookies_session.bake(extra_context=answers)
     assert result.exception is None, result.exception
-    yield result.project_path
+    return Path(result.project_path)

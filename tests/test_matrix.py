@@ -10,7 +10,6 @@ import xml.etree.ElementTree as ET
 from importlib import metadata
 from pathlib import Path
 
-import pytest
 from packaging.requirements import Requirement
 
 from .baking import run, run_suite
@@ -145,5 +144,9 @@ def test_baked_suite_passes_with_every_pattern(baked: Path, answers: dict[str, s
     expected = [pattern for pattern in PATTERNS if answers["database"] != "none" or pattern != "test_p03"]
     ran = {pattern for pattern in expected for classname, _, _ in outcomes if f".{pattern}_" in f".{classname}"}
     assert sorted(ran) == expected
-    loop_tests = [name for classname, name, _ in outcomes if "test_p12" in classname]
-    assert loop_tests == [f"test_tests_run_on_{'uvloop' if answers['event_loop'] == 'uvloop' else 'the_standard_asyncio_loop'}"]
+    loop_test = (
+        "test_tests_run_on_uvloop"
+        if answers["event_loop"] == "uvloop"
+        else "test_tests_run_on_the_standard_asyncio_loop"
+    )
+    assert [name for classname, name, _ in outcomes if "test_p12" in classname] == [loop_test]
