@@ -38,7 +38,8 @@ def run(project: Path, *command: str, env: dict[str, str] | None = None, timeout
 
 
 def run_suite(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the baked project's own suite (from this interpreter) and return the finished process."""
-    environment = {**os.environ, "PYTHONPATH": str(project / "src"), "CI": "true", **(env or {})}
+    """Run the baked project's own suite (from this interpreter, CI unset unless `env` sets it)."""
+    inherited = {key: value for key, value in os.environ.items() if key != "CI"}
+    environment = {**inherited, "PYTHONPATH": str(project / "src"), **(env or {})}
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args]
     return subprocess.run(command, cwd=project, env=environment, capture_output=True, text=True, timeout=600)
