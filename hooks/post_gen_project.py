@@ -17,11 +17,17 @@ from pathlib import Path
 PACKAGE = "src/{package}"
 
 MEMORY = [f"{PACKAGE}/store_memory.py", "tests/store_memory.py"]
-SQLITE = [f"{PACKAGE}/store_sqlite.py", f"{PACKAGE}/migrations/sqlite", "tests/store_sqlite.py"]
+SQLITE = [
+    f"{PACKAGE}/store_sqlite.py",
+    f"{PACKAGE}/migrations/sqlite",
+    "tests/store_sqlite.py",
+    "tests/test_faults_sqlite.py",
+]
 POSTGRESQL = [
     f"{PACKAGE}/store_postgresql.py",
     f"{PACKAGE}/migrations/postgresql",
     "tests/store_postgresql.py",
+    "tests/test_faults_postgresql.py",
     "compose.yaml",
 ]
 ANY_DATABASE = [f"{PACKAGE}/store_sql.py", f"{PACKAGE}/migrations.py", "tests/test_p03_database_rollback.py"]

@@ -17,3 +17,9 @@ def session_store() -> MemoryItemStore:
 def store() -> MemoryItemStore:
     """Function scope: an empty store per test."""
     return MemoryItemStore()
+
+
+@pytest.fixture
+def service_env() -> dict[str, str]:
+    """Function scope: environment for a real service process (nothing to add: items live in memory)."""
+    return {}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -52,3 +54,17 @@ async def store(database: asyncpg.Connection, acquire: Acquire) -> AsyncIterator
         yield PostgresItemStore(acquire)
     finally:
         await transaction.rollback()
+
+
+@pytest.fixture
+async def service_env(database: asyncpg.Connection) -> AsyncIterator[dict[str, str]]:
+    """Function scope: environment for a real service process, with a fresh database dropped afterwards.
+
+    Not for tests that also use `store`: CREATE DATABASE cannot run inside its transaction.
+    """
+    name = f"scratch_{uuid.uuid4().hex[:16]}"
+    await database.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield {"DATABASE_URL": urlsplit(TEST_DATABASE_URL)._replace(path=f"/{name}").geturl()}
+    finally:
+        await database.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiosqlite
 import pytest
@@ -33,3 +34,9 @@ async def store(database: aiosqlite.Connection) -> AsyncIterator[SqliteItemStore
         yield SqliteItemStore(database)
     finally:
         await database.execute("ROLLBACK")
+
+
+@pytest.fixture
+def service_env(tmp_path: Path) -> dict[str, str]:
+    """Function scope: environment for a real service process, with a database file of its own."""
+    return {"DATABASE_URL": f"sqlite:///{tmp_path / 'service.db'}"}

@@ -16,15 +16,21 @@ import asyncio
 import sys
 
 import pytest
-import uvloop
 
+if sys.platform == "win32":
 
-@pytest.mark.skipif(sys.platform == "win32", reason="uvloop has no Windows build")
-async def test_tests_run_on_uvloop(request: pytest.FixtureRequest) -> None:
-    on_asyncio_leg = request.node.name.endswith("[asyncio]")  # only with --all-loops
+    async def test_tests_fall_back_to_the_standard_loop_on_windows() -> None:
+        """uvloop has no Windows build: there the service and the tests run on asyncio."""
+        assert isinstance(asyncio.get_running_loop(), asyncio.BaseEventLoop)
 
-    expected = asyncio.BaseEventLoop if on_asyncio_leg else uvloop.Loop
-    assert isinstance(asyncio.get_running_loop(), expected)
+else:
+    import uvloop
+
+    async def test_tests_run_on_uvloop(request: pytest.FixtureRequest) -> None:
+        on_asyncio_leg = request.node.name.endswith("[asyncio]")  # only with --all-loops
+
+        expected = asyncio.BaseEventLoop if on_asyncio_leg else uvloop.Loop
+        assert isinstance(asyncio.get_running_loop(), expected)
 {%- else %}
 
 

@@ -24,7 +24,10 @@ def main() -> None:
         sys.exit(f"{{ cookiecutter.package_name }}: {error}")
     configure_logging(settings)
     loop = new_event_loop()
-    log.info("serving on http://%s:%d (loop: %s)", settings.host, settings.port, loop_name(loop))
+
+    def announce(_: str) -> None:  # run_app calls this once the socket is listening
+        log.info("serving on http://%s:%d (loop: %s)", settings.host, settings.port, loop_name(loop))
+
     try:
         web.run_app(
             create_app(settings),
@@ -32,7 +35,7 @@ def main() -> None:
             port=settings.port,
             loop=loop,
             access_log=None,
-            print=None,
+            print=announce,
             shutdown_timeout=10.0,
         )
     except (DatabaseUnavailable, OSError) as error:

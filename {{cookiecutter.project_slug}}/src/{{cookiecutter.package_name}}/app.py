@@ -7,6 +7,7 @@ from aiohttp import web
 from .events import close_subscribers, hub_context
 from .items import ItemStore
 from .keys import SETTINGS, STORE
+from .logs import configure_logging
 from .routes import add_routes
 from .settings import Settings
 from .{{ "store_memory" if cookiecutter.database == "none" else "store_" ~ cookiecutter.database }} import store_context
@@ -26,3 +27,10 @@ def create_app(settings: Settings, store: ItemStore | None = None) -> web.Applic
     app.on_shutdown.append(close_subscribers)
     add_routes(app)
     return app
+
+
+def create_app_from_env() -> web.Application:
+    """The service configured from the environment, for process managers (gunicorn's aiohttp workers)."""
+    settings = Settings.from_env()
+    configure_logging(settings)
+    return create_app(settings)

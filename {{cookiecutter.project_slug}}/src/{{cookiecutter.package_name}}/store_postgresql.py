@@ -25,16 +25,21 @@ from .store_sql import Row, SqlStore
 Connection = asyncpg.Connection | PoolConnectionProxy
 Acquire = Callable[[], AbstractAsyncContextManager[Connection]]
 
+POOL_SIZE = (2, 10)  # connections kept open, at most
 CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 10.0
 MIGRATION_LOCK = 0x17E5  # pg_advisory_xact_lock key: one migrator at a time
+
+
+# Server errors, a closed or broken connection (InternalClientError: a connection cut mid-query), no route.
+CONNECTION_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError)
 
 
 @contextlib.contextmanager
 def _database_errors() -> Iterator[None]:
     try:
         yield
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as error:
+    except CONNECTION_ERRORS as error:
         raise DatabaseUnavailable(f"postgresql: {error or type(error).__name__}") from error
 
 
@@ -79,7 +84,9 @@ async def store_context(app: web.Application) -> AsyncIterator[None]:
     """Open a pool to DATABASE_URL, migrate, close the pool at exit."""
     url = app[SETTINGS].database_url
     with _database_errors():
-        pool = await asyncpg.create_pool(url, timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT)
+        pool = await asyncpg.create_pool(
+            url, min_size=POOL_SIZE[0], max_size=POOL_SIZE[1], timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT
+        )
     try:
         async with pool.acquire() as connection:
             await migrate(connection)

@@ -22,6 +22,7 @@ from .keys import SETTINGS, STORE
 from .store_sql import Row, SqlStore
 
 URL_PREFIX = "sqlite:///"
+BUSY_TIMEOUT_MS = 5000  # how long a write waits for another process's lock before failing
 
 
 def sqlite_path(url: str) -> str:
@@ -35,7 +36,7 @@ def sqlite_path(url: str) -> str:
 def _database_errors() -> Iterator[None]:
     try:
         yield
-    except (sqlite3.Error, ValueError) as error:  # ValueError: the connection is closed
+    except (sqlite3.Error, OSError, ValueError) as error:  # ValueError: the connection is closed
         raise DatabaseUnavailable(f"sqlite: {error}") from error
 
 
@@ -47,7 +48,7 @@ async def connect(url: str) -> aiosqlite.Connection:
             await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
         connection = await aiosqlite.connect(path, isolation_level=None)
         try:
-            for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "busy_timeout = 5000"):
+            for pragma in ("journal_mode = WAL", "synchronous = NORMAL", f"busy_timeout = {BUSY_TIMEOUT_MS}"):
                 await connection.execute(f"PRAGMA {pragma}")
         except BaseException:
             await connection.close()
@@ -75,6 +76,14 @@ class SqliteItemStore(SqlStore):
     async def _rows(self, sql: str, *args: object) -> Sequence[Row]:
         with _database_errors():  # SQLite spells $1 as ?1
             return list(await self._connection.execute_fetchall(sql.replace("$", "?"), args))
+
+    async def ping(self) -> None:
+        """Check the table answers and, unless a transaction is open, that the file takes writes."""
+        if self._connection.in_transaction:  # a test's rolled-back transaction
+            await super().ping()
+            return
+        with _database_errors():  # one script, so no other caller's statement lands in between
+            await self._connection.executescript("BEGIN IMMEDIATE; ROLLBACK;")
 
 
 async def store_context(app: web.Application) -> AsyncIterator[None]:

@@ -1,0 +1,71 @@
+"""Run the service as a real process, the way `python -m {{ cookiecutter.package_name }}` does."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 15.0
+
+
+@dataclass
+class Service:
+    """A running service process and where it listens."""
+
+    process: asyncio.subprocess.Process
+    url: str
+
+    async def stop(self) -> str:
+        """Send SIGTERM, wait for the exit, and return everything it wrote to stderr."""
+        self.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(STOP_TIMEOUT):
+            _, stderr = await self.process.communicate()
+        return stderr.decode()
+
+
+async def launch(env: Mapping[str, str]) -> asyncio.subprocess.Process:
+    """Start `python -m {{ cookiecutter.package_name }}` with `env` on top of this environment."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "{{ cookiecutter.package_name }}",
+        env={**os.environ, "PYTHONDEVMODE": "1", **env},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+@asynccontextmanager
+async def running_service(port: int, env: Mapping[str, str]) -> AsyncIterator[Service]:
+    """A service on 127.0.0.1:`port`, answering /health; killed at exit if still running."""
+    process = await launch({"HOST": "127.0.0.1", "PORT": str(port), **env})
+    service = Service(process, f"http://127.0.0.1:{port}")
+    try:
+        await wait_until_healthy(service)
+        yield service
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def wait_until_healthy(service: Service) -> None:
+    """Poll /health until it answers 200; fail if the process exits first."""
+    async with aiohttp.ClientSession() as session, asyncio.timeout(START_TIMEOUT):
+        while service.process.returncode is None:
+            try:
+                async with session.get(f"{service.url}/health") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"the service exited with {service.process.returncode} before answering")

@@ -1,0 +1,35 @@
+"""Database faults: while another process locks the SQLite file, requests get 503; then the service recovers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import aiosqlite
+import pytest
+from pytest_aiohttp import AiohttpClient
+
+from {{ cookiecutter.package_name }} import store_sqlite
+from {{ cookiecutter.package_name }}.app import create_app
+from {{ cookiecutter.package_name }}.settings import Settings
+
+
+async def test_locked_file_gives_503_and_the_service_recovers_without_a_restart(
+    aiohttp_client: AiohttpClient, settings: Settings, service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_sqlite, "BUSY_TIMEOUT_MS", 50)  # give up on the lock quickly
+    url = service_env["DATABASE_URL"]
+    client = await aiohttp_client(create_app(dataclasses.replace(settings, database_url=url)))
+    assert (await client.post("/items", json={"name": "before the fault"})).status == 201
+
+    async with aiosqlite.connect(store_sqlite.sqlite_path(url)) as other_process:
+        await other_process.execute("BEGIN EXCLUSIVE")
+        failed = await client.post("/items", json={"name": "during the fault"})
+        ready = await client.get("/ready")
+        await other_process.execute("ROLLBACK")
+
+    assert failed.status == 503
+    assert (await failed.json())["error"]["code"] == "database_unavailable"
+    assert ready.status == 503
+    assert "database is locked" in (await ready.json())["error"]["message"]
+    assert (await client.post("/items", json={"name": "after the fault"})).status == 201
+    assert (await client.get("/ready")).status == 200

@@ -1,0 +1,105 @@
+"""The real server process: starts, logs its loop, refuses bad settings, and stops cleanly under load.
+
+These tests run `python -m {{ cookiecutter.package_name }}` exactly as a user or a container
+does, then send SIGTERM while requests are in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import aiohttp
+import pytest
+
+from .service import launch, running_service
+
+# Stopping relies on SIGTERM, which Windows cannot send: there these tests do not apply.
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
+
+LOAD = 300  # POSTs sent while the service is told to stop
+CONNECTIONS = 20
+LEAKS = ("Task was destroyed", "Unclosed", "was never awaited", "Traceback")
+
+
+async def create(session: aiohttp.ClientSession, url: str, n: int) -> tuple[int, str] | None:
+    """POST one item; its (id, name) when acknowledged with 201, None when refused or cut off."""
+    name = f"load {n}"
+    try:
+        async with session.post(f"{url}/items", json={"name": name}) as response:
+            return ((await response.json())["id"], name) if response.status == 201 else None
+    except aiohttp.ClientError:
+        return None
+
+
+async def answers(requests: list[asyncio.Task[tuple[int, str] | None]], count: int) -> None:
+    """Return once `count` of the requests have been answered."""
+    for answered, request in enumerate(asyncio.as_completed(requests), start=1):
+        await request
+        if answered == count:
+            return
+
+
+@pytest.mark.timeout(60)
+async def test_sigterm_mid_load_loses_no_acknowledged_write(unused_tcp_port: int, service_env: dict[str, str]) -> None:
+    async with running_service(unused_tcp_port, service_env) as service:
+        connector = aiohttp.TCPConnector(limit=CONNECTIONS)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            requests = [asyncio.create_task(create(session, service.url, n)) for n in range(LOAD)]
+            await answers(requests, count=LOAD // 5)  # stop mid-load: some answered, many in flight
+            started = time.monotonic()
+            stderr = await service.stop()
+            stopped_in = time.monotonic() - started
+            acknowledged = [result for result in await asyncio.gather(*requests) if result is not None]
+
+    assert service.process.returncode == 0, stderr
+    assert not [leak for leak in LEAKS if leak in stderr], stderr
+    assert stopped_in < 10
+    assert acknowledged, "no request was answered before the shutdown"
+{%- if cookiecutter.database != "none" %}
+
+    async with running_service(unused_tcp_port, service_env) as restarted, aiohttp.ClientSession() as session:
+        for item_id, name in acknowledged:
+            async with session.get(f"{restarted.url}/items/{item_id}") as response:
+                assert (response.status, (await response.json())["name"]) == (200, name)
+        await restarted.stop()
+{%- endif %}
+
+
+async def test_startup_line_names_the_loop(unused_tcp_port: int, service_env: dict[str, str]) -> None:
+    async with running_service(unused_tcp_port, service_env) as service:
+        stderr = await service.stop()
+
+    [line] = [line for line in stderr.splitlines() if "serving on" in line]
+    assert f"serving on http://127.0.0.1:{unused_tcp_port}" in line
+{%- if cookiecutter.event_loop == "uvloop" %}
+    assert "(loop: uvloop.Loop)" in line
+{%- else %}
+    assert "(loop: asyncio." in line
+{%- endif %}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PORT": "eighty"}, "PORT must be a number from 1 to 65535, got 'eighty'"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of text, json, got 'xml'"),
+{%- if cookiecutter.database == "sqlite" %}
+        ({"DATABASE_URL": "mysql://db/app"}, "cannot start: DATABASE_URL must look like sqlite:///"),
+        ({"DATABASE_URL": "sqlite:////proc/no/such/dir/app.db"}, "cannot start: sqlite:"),
+{%- elif cookiecutter.database == "postgresql" %}
+        ({"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nothing"}, "cannot start: postgresql:"),
+{%- endif %}
+    ],
+    ids=lambda value: next(iter(value)) if isinstance(value, dict) else "",
+)
+async def test_bad_configuration_stops_with_one_line(env: dict[str, str], message: str) -> None:
+    process = await launch(env)
+    async with asyncio.timeout(15):
+        _, stderr = await process.communicate()
+
+    lines = stderr.decode().strip().splitlines()
+    assert process.returncode == 1
+    assert len(lines) == 1, lines
+    assert message in lines[0]
