@@ -10,9 +10,10 @@ import xml.etree.ElementTree as ET
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 
-from .baking import run, run_suite
+from .baking import CHOICES, run, run_suite
 
 UNRENDERED = re.compile(r"(?<!\$)\{\{|\{%|%\}|\{#")
 PATTERNS = [f"test_p{number:02d}" for number in range(1, 15)]
@@ -150,3 +151,13 @@ def test_baked_suite_passes_with_every_pattern(baked: Path, answers: dict[str, s
         else "test_tests_run_on_the_standard_asyncio_loop"
     )
     assert [name for classname, name, _ in outcomes if "test_p12" in classname] == [loop_test]
+
+
+@pytest.mark.parametrize("database", CHOICES["database"])
+def test_longest_allowed_package_name_stays_ruff_clean(cookies, database: str) -> None:  # type: ignore[no-untyped-def]
+    package = "a_package_name_of_32_characters_"[:32]
+    result = cookies.bake(extra_context={"package_name": package, "project_slug": "long-name", "database": database})
+    assert result.exception is None, result.exception
+
+    run(result.project_path, sys.executable, "-m", "ruff", "check", "--no-cache", ".")
+    run(result.project_path, sys.executable, "-m", "ruff", "format", "--no-cache", "--check", ".")
