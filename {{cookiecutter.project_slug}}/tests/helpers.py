@@ -8,6 +8,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 Client = TestClient[web.Request, web.Application]
+JSON_HEADERS = {"Content-Type": "application/json"}  # for bodies sent as raw bytes
 
 
 class RecordingSubscriber:

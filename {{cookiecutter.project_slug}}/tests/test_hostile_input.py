@@ -13,13 +13,12 @@ from urllib.parse import quote
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .helpers import Client
+from .helpers import JSON_HEADERS, Client
 
 # The client fixture is built once per test and shared by its examples: the app keeps no per-request state.
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
 JSON = st.recursive(SCALARS, lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=20)
-JSON_HEADERS = {"Content-Type": "application/json"}
 ITEM_LIKE = st.fixed_dictionaries(
     {"name": st.text(max_size=300) | JSON}, optional={"quantity": st.integers() | JSON, "extra": JSON}
 )

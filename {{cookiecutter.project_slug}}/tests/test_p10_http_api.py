@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 
 from {{ cookiecutter.package_name }}.items import ItemStore, NewItem
 
-from .helpers import Client, ClientFactory
+from .helpers import JSON_HEADERS, Client, ClientFactory
 
 
 async def error_of(response: ClientResponse) -> Any:
@@ -72,7 +72,6 @@ async def test_sql_in_a_name_is_stored_as_text(client: Client) -> None:
     [
         pytest.param(b'{"name": ', "malformed_json", id="malformed-json"),
         pytest.param(b'{"name": "\xff"}', "malformed_json", id="invalid-utf8"),
-        pytest.param(b"[" * 5000 + b"]" * 5000, "malformed_json", id="deep-nesting"),
         pytest.param(b'["lamp"]', "invalid", id="not-an-object"),
         pytest.param(b'{"quantity": 1}', "invalid", id="missing-name"),
         pytest.param(b'{"name": 12}', "invalid", id="name-not-a-string"),
@@ -86,10 +85,17 @@ async def test_sql_in_a_name_is_stored_as_text(client: Client) -> None:
     ],
 )
 async def test_bad_bodies_get_400(client: Client, body: bytes, code: str) -> None:
-    response = await client.post("/items", data=body, headers={"Content-Type": "application/json"})
+    response = await client.post("/items", data=body, headers=JSON_HEADERS)
 
     assert response.status == 400
     assert await error_of(response) == code
+
+
+async def test_deeply_nested_body_gets_400(client: Client) -> None:
+    response = await client.post("/items", data=b"[" * 20_000 + b"]" * 20_000, headers=JSON_HEADERS)
+
+    assert response.status == 400  # too deep to parse on some Pythons, parsed but not an object on others
+    assert await error_of(response) in {"malformed_json", "invalid"}
 
 
 async def test_wrong_content_type_gets_415(client: Client) -> None:
