@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import itertools
 import json
 import os
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
 CHOICES = {
@@ -43,3 +45,26 @@ def run_suite(project: Path, *args: str, env: dict[str, str] | None = None) -> s
     environment = {**inherited, "PYTHONPATH": str(project / "src"), **(env or {})}
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args]
     return subprocess.run(command, cwd=project, env=environment, capture_output=True, text=True, timeout=600)
+
+
+def package_of(project: Path) -> str:
+    """The import name of a baked project."""
+    [package] = [path.name for path in (project / "src").iterdir() if path.is_dir()]
+    return package
+
+
+def third_party_imports(folder: Path, own: set[str]) -> set[str]:
+    """Top-level names imported by the .py files under `folder`, minus the standard library and `own`."""
+    names = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - own - {"__future__"}
+
+
+def distribution_names(requirements: list[str]) -> set[str]:
+    """Import-style names of requirement strings (`pytest-mock` -> `pytest_mock`)."""
+    return {Requirement(line).name.lower().replace("-", "_") for line in requirements}

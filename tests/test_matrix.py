@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import re
 import sys
 import tomllib
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from .baking import CHOICES, run, run_suite
+from .baking import CHOICES, distribution_names, package_of, run, run_suite, third_party_imports
 
 UNRENDERED = re.compile(r"(?<!\$)\{\{|\{%|%\}|\{#")
 PATTERNS = [f"test_p{number:02d}" for number in range(1, 15)]
@@ -36,12 +35,6 @@ FORBIDDEN = {
 def project_files(project: Path) -> list[Path]:
     """Every file of a baked project, tool caches excluded."""
     return [path for path in project.rglob("*") if path.is_file() and "_cache" not in str(path)]
-
-
-def package_of(project: Path) -> str:
-    """The import name of a baked project."""
-    [package] = [path.name for path in (project / "src").iterdir() if path.is_dir()]
-    return package
 
 
 def test_no_unrendered_jinja(baked: Path) -> None:
@@ -77,23 +70,6 @@ def test_removed_pieces_leave_no_trace(baked: Path, answers: dict[str, str]) -> 
 
 def test_no_empty_folders(baked: Path) -> None:
     assert [str(path) for path in baked.rglob("*") if path.is_dir() and not any(path.iterdir())] == []
-
-
-def third_party_imports(folder: Path, own: set[str]) -> set[str]:
-    """Top-level names imported by the .py files under `folder`, minus the standard library and `own`."""
-    names = set()
-    for path in folder.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                names.update(alias.name.split(".")[0] for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module.split(".")[0])
-    return names - set(sys.stdlib_module_names) - own - {"__future__"}
-
-
-def distribution_names(requirements: list[str]) -> set[str]:
-    """Import-style names of requirement strings (`pytest-mock` -> `pytest_mock`)."""
-    return {Requirement(line).name.lower().replace("-", "_") for line in requirements}
 
 
 def test_pyproject_declares_exactly_what_the_code_imports(baked: Path) -> None:

@@ -28,7 +28,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from .baking import run
+from .baking import distribution_names, package_of, run, third_party_imports
 
 UNRENDERED = re.compile(r"(?<!\$)\{\{|\{%|%\}|\{#")
 PYTHONS = ["3.11", "3.12", "3.13"]
@@ -221,11 +221,12 @@ def test_pre_commit_pins_a_released_version_the_project_accepts(baked: Path, hoo
 def test_pre_commit_mypy_checks_the_whole_project_with_every_imported_package(baked: Path) -> None:
     _, mypy = pre_commit_hooks(baked)["mypy"]
     package = package_of(baked)
-    provided = {Requirement(line).name.lower().replace("-", "_") for line in mypy["additional_dependencies"]}
+    provided = distribution_names(mypy["additional_dependencies"])
 
     assert mypy["pass_filenames"] is False
     assert mypy["args"] == []  # not the mirror's default --ignore-missing-imports
-    assert third_party_imports(baked, {package, "tests"}) <= provided
+    imported = third_party_imports(baked / "src", {package}) | third_party_imports(baked / "tests", {package, "tests"})
+    assert imported <= provided
 
 
 def test_pre_commit_config_is_valid_for_pre_commit(baked: Path) -> None:
@@ -263,23 +264,6 @@ def test_dependabot_matches_its_schema(baked: Path) -> None:
     check_jsonschema = tool("check-jsonschema")
 
     run(baked, *check_jsonschema, "--builtin-schema", "vendor.dependabot", ".github/dependabot.yml")
-
-
-def package_of(project: Path) -> str:
-    [package] = [path.name for path in (project / "src").iterdir() if path.is_dir()]
-    return package
-
-
-def third_party_imports(project: Path, own: set[str]) -> set[str]:
-    """Top-level names imported by src/ and tests/, minus the standard library and `own`."""
-    names = set()
-    for path in [*project.glob("src/**/*.py"), *project.glob("tests/**/*.py")]:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                names.update(alias.name.split(".")[0] for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module.split(".")[0])
-    return names - set(sys.stdlib_module_names) - own - {"__future__"}
 
 
 # The Dockerfile --------------------------------------------------------------------------------------------------
