@@ -12,7 +12,7 @@ import asyncio
 import pytest
 from aiohttp import WSCloseCode, web
 
-from {{ cookiecutter.package_name }}.events import Hub, hub_context
+from {{ cookiecutter.package_name }}.events import Hub, hub_context, shutdown_hub
 from {{ cookiecutter.package_name }}.keys import HUB
 
 from .helpers import RecordingSubscriber
@@ -43,7 +43,7 @@ async def test_cancelled_worker_closes_its_subscribers() -> None:
     assert not hub.subscribers
 
 
-async def test_app_shutdown_delivers_queued_events_then_stops_the_worker() -> None:
+async def test_shutdown_delivers_queued_events_then_cleanup_cancels_the_worker() -> None:
     app = web.Application()
     context = hub_context(app)
     await anext(context)
@@ -52,8 +52,9 @@ async def test_app_shutdown_delivers_queued_events_then_stops_the_worker() -> No
     hub.subscribers.add(subscriber)
     hub.queue.put_nowait("queued before shutdown")
 
+    await shutdown_hub(app)  # on_shutdown
     with pytest.raises(StopAsyncIteration):
-        await anext(context)
+        await anext(context)  # on_cleanup: the worker is cancelled and awaited
 
     assert subscriber.messages == ["queued before shutdown"]
     assert subscriber.close_code == WSCloseCode.GOING_AWAY

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .events import close_subscribers, hub_context
+from .events import hub_context, shutdown_hub
 from .items import ItemStore
 from .keys import SETTINGS, STORE
 from .logs import configure_logging
@@ -24,7 +24,7 @@ def create_app(settings: Settings, store: ItemStore | None = None) -> web.Applic
         app[STORE] = store
     app.cleanup_ctx.append(hub_context)
     app.cleanup_ctx.append(upstream_context)
-    app.on_shutdown.append(close_subscribers)
+    app.on_shutdown.append(shutdown_hub)
     add_routes(app)
     return app
 

@@ -74,6 +74,13 @@ class Hub:
                 self.subscribers.discard(subscriber)
                 await subscriber.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow")
 
+    async def shutdown(self) -> None:
+        """Deliver what is queued (for at most DRAIN_TIMEOUT), then close every subscriber."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_TIMEOUT):
+                await self.queue.join()
+        await self.close_subscribers()
+
     async def close_subscribers(self) -> None:
         """Say goodbye to every subscriber (server going away)."""
         subscribers, self.subscribers = self.subscribers, set()
@@ -81,19 +88,16 @@ class Hub:
             await subscriber.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
 
-async def close_subscribers(app: web.Application) -> None:
-    """on_shutdown: release websocket handlers so shutdown does not wait on them."""
-    await app[HUB].close_subscribers()
+async def shutdown_hub(app: web.Application) -> None:
+    """on_shutdown: deliver queued events, then release the websocket handlers so shutdown need not wait on them."""
+    await app[HUB].shutdown()
 
 
 async def hub_context(app: web.Application) -> AsyncIterator[None]:
-    """Run the delivery worker for the app's lifetime; drain what is queued at exit."""
+    """Run the delivery worker for the app's lifetime."""
     hub = app[HUB] = Hub()
     worker = asyncio.create_task(hub.run(), name="event-delivery")
     yield
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(DRAIN_TIMEOUT):
-            await hub.queue.join()
     worker.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await worker
