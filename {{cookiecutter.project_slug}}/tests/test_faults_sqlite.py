@@ -1,7 +1,8 @@
-"""Database faults: while another process locks the SQLite file, requests get 503; then the service recovers."""
+"""SQLite under contention: another process locking the file, several workers starting at once."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import aiosqlite
@@ -33,3 +34,14 @@ async def test_locked_file_gives_503_and_the_service_recovers_without_a_restart(
     assert "database is locked" in (await ready.json())["error"]["message"]
     assert (await client.post("/items", json={"name": "after the fault"})).status == 201
     assert (await client.get("/ready")).status == 200
+
+
+async def test_workers_starting_together_apply_each_migration_once(service_env: dict[str, str]) -> None:
+    workers = [await store_sqlite.connect(service_env["DATABASE_URL"]) for _ in range(4)]
+    try:
+        await asyncio.gather(*(store_sqlite.migrate(worker) for worker in workers))
+        versions = await workers[0].execute_fetchall("SELECT version FROM schema_migrations")
+    finally:
+        await asyncio.gather(*(worker.close() for worker in workers))
+
+    assert [version[0] for version in versions] == ["0001_create_items"]

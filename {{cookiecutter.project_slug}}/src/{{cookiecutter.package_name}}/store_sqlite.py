@@ -62,9 +62,13 @@ async def migrate(connection: aiosqlite.Connection) -> None:
         await connection.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY)")
         rows = await connection.execute_fetchall("SELECT version FROM schema_migrations")
         for migration in await asyncio.to_thread(migrations.pending, "sqlite", {row[0] for row in rows}):
-            await connection.executescript(
-                f"BEGIN;\n{migration.sql}\nINSERT INTO schema_migrations VALUES ('{migration.version}');\nCOMMIT;"
-            )
+            # IMMEDIATE: one process migrates at a time (several workers may start together). The version
+            # row goes first, so a process that waited for another's migration fails on its key and skips it.
+            recorded = f"INSERT INTO schema_migrations VALUES ('{migration.version}');"
+            try:
+                await connection.executescript(f"BEGIN IMMEDIATE;\n{recorded}\n{migration.sql}\nCOMMIT;")
+            except sqlite3.IntegrityError:
+                await connection.execute("ROLLBACK")
 
 
 class SqliteItemStore(SqlStore):
