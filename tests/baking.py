@@ -27,6 +27,13 @@ def combination_id(answers: dict[str, str]) -> str:
     return "-".join(answers.values())
 
 
+def bake(cookies, answers: dict[str, str]) -> Path:  # type: ignore[no-untyped-def]
+    """Bake with pytest-cookies (its `cookies` or `cookies_session`), fail on any error, return the project."""
+    result = cookies.bake(extra_context=answers)
+    assert result.exception is None, result.exception
+    return Path(result.project_path)
+
+
 def run(project: Path, *command: str, env: dict[str, str] | None = None, timeout: float = 600) -> str:
     """Run a command in a baked project with its src/ importable; fail the test with its output if it fails."""
     environment = {**os.environ, "PYTHONPATH": str(project / "src"), **(env or {})}

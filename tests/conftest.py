@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .baking import COMBINATIONS, ROOT, combination_id
+from .baking import COMBINATIONS, ROOT, bake, combination_id
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -24,6 +24,4 @@ def answers(request: pytest.FixtureRequest) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def baked(answers: dict[str, str], cookies_session) -> Path:  # type: ignore[no-untyped-def]
     """Session scope: the project baked from `answers` (baking is cheap; checks only read it)."""
-    result = cookies_session.bake(extra_context=answers)
-    assert result.exception is None, result.exception
-    return Path(result.project_path)
+    return bake(cookies_session, answers)

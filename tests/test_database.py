@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from .baking import run_suite
+from .baking import bake, run_suite
 
 ISOLATION = """
 async def test_creates_a_row_over_http(client):
@@ -22,16 +20,10 @@ NOWHERE = {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/nothing", "CI": "tru
 CLOSED_PORT = "postgresql://postgres@127.0.0.1:1/test"
 
 
-def bake(cookies, database: str) -> Path:  # type: ignore[no-untyped-def]
-    result = cookies.bake(extra_context={"database": database})
-    assert result.exception is None, result.exception
-    return Path(result.project_path)
-
-
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("order", [("creates", "sees"), ("sees", "creates")], ids=["write-first", "read-first"])
 def test_rows_written_over_http_never_reach_the_next_test(cookies, database: str, order: tuple[str, str]) -> None:  # type: ignore[no-untyped-def]
-    project = bake(cookies, database)
+    project = bake(cookies, {"database": database})
     (project / "tests" / "test_isolation.py").write_text(ISOLATION)
     names = {"creates": "test_creates_a_row_over_http", "sees": "test_sees_an_empty_table"}
     node_ids = [f"tests/test_isolation.py::{names[step]}" for step in order]
@@ -44,7 +36,7 @@ def test_rows_written_over_http_never_reach_the_next_test(cookies, database: str
 
 
 def test_without_a_server_database_tests_skip_with_a_hint(cookies) -> None:  # type: ignore[no-untyped-def]
-    project = bake(cookies, "postgresql")
+    project = bake(cookies, {"database": "postgresql"})
 
     done = run_suite(project, "-rs", "tests/test_p03_database_rollback.py", env={"TEST_DATABASE_URL": CLOSED_PORT})
 
@@ -55,7 +47,7 @@ def test_without_a_server_database_tests_skip_with_a_hint(cookies) -> None:  # t
 
 
 def test_under_ci_a_missing_server_is_a_failure(cookies) -> None:  # type: ignore[no-untyped-def]
-    project = bake(cookies, "postgresql")
+    project = bake(cookies, {"database": "postgresql"})
 
     env = {"TEST_DATABASE_URL": CLOSED_PORT, "CI": "true"}
     done = run_suite(project, "tests/test_p03_database_rollback.py", env=env)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .baking import CHOICES
+from .baking import CHOICES, bake
 
 pytestmark = pytest.mark.slow
 
@@ -45,9 +45,7 @@ def sh(folder: Path, *command: str | Path, env: dict[str, str] | None = None) ->
 
 @pytest.mark.parametrize("answers", CASES, ids=lambda answers: "-".join(answers.values()))
 def test_readme_install_then_suite_in_a_fresh_venv(cookies, answers: dict[str, str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    result = cookies.bake(extra_context=answers)
-    assert result.exception is None, result.exception
-    project = Path(result.project_path)
+    project = bake(cookies, answers)
     python = tmp_path / "venv" / "bin" / "python"
 
     sh(project, sys.executable, "-m", "venv", tmp_path / "venv")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from .baking import CHOICES, distribution_names, package_of, run, run_suite, third_party_imports
+from .baking import CHOICES, bake, distribution_names, package_of, run, run_suite, third_party_imports
 
 UNRENDERED = re.compile(r"(?<!\$)\{\{|\{%|%\}|\{#")
 PATTERNS = [f"test_p{number:02d}" for number in range(1, 15)]
@@ -132,8 +132,7 @@ def test_baked_suite_passes_with_every_pattern(baked: Path, answers: dict[str, s
 @pytest.mark.parametrize("database", CHOICES["database"])
 def test_longest_allowed_package_name_stays_ruff_clean(cookies, database: str) -> None:  # type: ignore[no-untyped-def]
     package = "a_package_name_of_32_characters_"[:32]
-    result = cookies.bake(extra_context={"package_name": package, "project_slug": "long-name", "database": database})
-    assert result.exception is None, result.exception
+    project = bake(cookies, {"package_name": package, "project_slug": "long-name", "database": database})
 
-    run(result.project_path, sys.executable, "-m", "ruff", "check", "--no-cache", ".")
-    run(result.project_path, sys.executable, "-m", "ruff", "format", "--no-cache", "--check", ".")
+    run(project, sys.executable, "-m", "ruff", "check", "--no-cache", ".")
+    run(project, sys.executable, "-m", "ruff", "format", "--no-cache", "--check", ".")

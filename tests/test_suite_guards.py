@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .baking import CHOICES, run_suite
+from .baking import CHOICES, bake, run_suite
 
 SHARED_FIXTURES = """
 from collections.abc import AsyncIterator
@@ -84,9 +84,7 @@ def outcomes(report: Path) -> dict[str, str]:
 @pytest.fixture(params=CHOICES["event_loop"])
 def project(request: pytest.FixtureRequest, cookies) -> Path:  # type: ignore[no-untyped-def]
     """Function scope: a fresh bake (database=none) on each loop, for tests that add files to it."""
-    result = cookies.bake(extra_context={"event_loop": request.param, "database": "none"})
-    assert result.exception is None, result.exception
-    return Path(result.project_path)
+    return bake(cookies, {"event_loop": request.param, "database": "none"})
 
 
 def test_seed_style_shared_fixtures_work_from_two_modules(project: Path, tmp_path: Path) -> None:

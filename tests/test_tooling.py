@@ -28,7 +28,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from .baking import distribution_names, package_of, run, third_party_imports
+from .baking import bake, distribution_names, package_of, run, third_party_imports
 
 UNRENDERED = re.compile(r"(?<!\$)\{\{|\{%|%\}|\{#")
 PYTHONS = ["3.11", "3.12", "3.13"]
@@ -239,16 +239,15 @@ def test_pre_commit_config_is_valid_for_pre_commit(baked: Path) -> None:
 @pytest.mark.parametrize("database", ["sqlite", "postgresql", "none"])
 def test_pre_commit_mypy_environment_is_enough_for_strict_mypy(cookies, database: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Build the hook's environment as pre-commit does (mypy + additional_dependencies, not the project)."""
-    result = cookies.bake(extra_context={"event_loop": "uvloop", "database": database})
-    assert result.exception is None, result.exception
-    rev, mypy = pre_commit_hooks(result.project_path)["mypy"]
+    project = bake(cookies, {"event_loop": "uvloop", "database": database})
+    rev, mypy = pre_commit_hooks(project)["mypy"]
     environment = tmp_path / "hook-env"
     venv.create(environment, with_pip=True)
     python = environment / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
     install = ["-m", "pip", "install", "-q", "--disable-pip-version-check", f"mypy=={rev.removeprefix('v')}"]
-    run(result.project_path, str(python), *install, *mypy["additional_dependencies"])
+    run(project, str(python), *install, *mypy["additional_dependencies"])
 
-    run(result.project_path, str(python), "-m", "mypy", "--no-incremental", *mypy["args"])
+    run(project, str(python), "-m", "mypy", "--no-incremental", *mypy["args"])
 
 
 def test_dependabot_updates_pip_and_github_actions_weekly(baked: Path) -> None:
