@@ -16,21 +16,21 @@ from pathlib import Path
 
 PACKAGE = "src/{package}"
 
-MEMORY = [f"{PACKAGE}/store_memory.py", "tests/store_memory.py"]
+MEMORY = [f"{PACKAGE}/store_memory.py", "tests/support/memory_fixtures.py"]
 SQLITE = [
     f"{PACKAGE}/store_sqlite.py",
     f"{PACKAGE}/migrations/sqlite",
-    "tests/store_sqlite.py",
+    "tests/support/sqlite_fixtures.py",
     "tests/test_faults_sqlite.py",
 ]
 POSTGRESQL = [
     f"{PACKAGE}/store_postgresql.py",
     f"{PACKAGE}/migrations/postgresql",
-    "tests/store_postgresql.py",
+    "tests/support/postgresql_fixtures.py",
     "tests/test_faults_postgresql.py",
     "compose.yaml",
 ]
-ANY_DATABASE = [f"{PACKAGE}/store_sql.py", f"{PACKAGE}/migrations.py", "tests/test_p03_database_rollback.py"]
+ANY_DATABASE = [f"{PACKAGE}/migrations.py", "tests/test_p03_database_rollback.py"]
 
 REMOVE: dict[tuple[str, str], list[str]] = {
     ("database", "sqlite"): MEMORY + POSTGRESQL,

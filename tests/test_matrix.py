@@ -26,10 +26,13 @@ KEPT = {
 # Words no file may contain once an answer has removed what they name.
 FORBIDDEN = {
     ("event_loop", "asyncio"): ["uvloop"],
-    ("database", "sqlite"): ["asyncpg", "postgres", "store_memory"],
-    ("database", "postgresql"): ["sqlite", "store_memory"],
-    ("database", "none"): ["sqlite", "postgres", "asyncpg", "database_url", "migration", "compose", "test_p03"],
+    ("database", "sqlite"): ["asyncpg", "postgres", "store_memory", "memory_fixtures"],
+    ("database", "postgresql"): ["sqlite", "store_memory", "memory_fixtures"],
+    ("database", "none"): ["database", "sql", "postgres", "asyncpg", "migration", "compose", "rollback", "transaction"],
 }
+# Production code that knows it is under test (a branch or a helper for tests belongs in tests/).
+TEST_SEAMS = re.compile(r"in_transaction|for tests|under test|a test's", re.IGNORECASE)
+PATTERN_FILE_MAX_LINES = 80
 
 
 def project_files(project: Path) -> list[Path]:
@@ -66,6 +69,39 @@ def test_removed_pieces_leave_no_trace(baked: Path, answers: dict[str, str]) -> 
     ]
 
     assert traces == []
+
+
+def test_one_store_module_in_its_own_dialect(baked: Path, answers: dict[str, str]) -> None:
+    stores = sorted(path.name for path in (baked / "src" / package_of(baked)).glob("store*.py"))
+
+    assert stores == [f"store_{'memory' if answers['database'] == 'none' else answers['database']}.py"]
+
+
+def test_production_code_does_not_know_it_is_under_test(baked: Path) -> None:
+    seams = [
+        f"{path.relative_to(baked)}:{number}: {line.strip()}"
+        for path in (baked / "src").rglob("*.py")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if TEST_SEAMS.search(line)
+    ]
+
+    assert seams == []
+
+
+def test_no_test_module_is_named_like_a_source_module(baked: Path) -> None:
+    source = {path.stem for path in (baked / "src").rglob("*.py")}
+    tests = {path.stem for path in (baked / "tests").rglob("*.py")} - {"__init__", "conftest"}
+
+    assert source & tests == set()
+
+
+def test_each_pattern_file_is_short_enough_to_learn_from(baked: Path) -> None:
+    lengths = {
+        path.name: len(path.read_text(encoding="utf-8").splitlines())
+        for path in baked.glob("tests/test_p[0-9][0-9]_*.py")
+    }
+
+    assert {name: length for name, length in lengths.items() if length >= PATTERN_FILE_MAX_LINES} == {}
 
 
 def test_no_empty_folders(baked: Path) -> None:

@@ -1,8 +1,9 @@
 """Fixtures and hooks every test shares.
 
-Scopes: the loop, the fake upstream server and the database connection live
-for the whole session (they are costly and hold no per-test state); the app,
-its client and the store are built per test, so no test sees another's data.
+Scopes: the loop and the fake upstream server live for the whole session
+(they are costly and hold no per-test state); the app, its client and the
+item store are built per test, so no test sees another's data. The store
+fixtures come from tests/support/, one module per kind of store.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from {{ cookiecutter.package_name }}.items import ItemStore
 from {{ cookiecutter.package_name }}.loop import new_event_loop
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .helpers import Client, ClientFactory
-from .upstream import fake_upstream
+from .support.clients import Client, ClientFactory
+from .support.fake_upstream import fake_upstream
 
-pytest_plugins = ["tests.{{ "store_memory" if cookiecutter.database == "none" else "store_" ~ cookiecutter.database }}"]  # the `store` fixtures
+pytest_plugins = ["tests.support.{{ "memory" if cookiecutter.database == "none" else cookiecutter.database }}_fixtures"]  # `store` and its kin
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 ASYNC_TEST_TIMEOUT = 10.0  # seconds; override per test with @pytest.mark.timeout(N)

@@ -6,7 +6,7 @@ import asyncio
 
 from {{ cookiecutter.package_name }}.items import ItemStore
 
-from .helpers import Client
+from .support.clients import Client
 
 WRITERS = 200
 SUBSCRIBERS = 20

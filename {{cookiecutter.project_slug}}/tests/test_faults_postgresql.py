@@ -12,7 +12,7 @@ from pytest_aiohttp import AiohttpClient
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .helpers import Client
+from .support.clients import Client
 
 RECOVERY_TIMEOUT = 5.0
 POLL = 0.05

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .helpers import JSON_HEADERS, Client
+from .support.clients import JSON_HEADERS, Client
 
 # The client fixture is built once per test and shared by its examples: the app keeps no per-request state.
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

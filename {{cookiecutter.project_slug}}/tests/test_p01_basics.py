@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from {{ cookiecutter.package_name }}.items import ItemStore, NewItem
 
-from .helpers import Client
+from .support.clients import Client
 
 
 async def test_store_returns_what_was_added(store: ItemStore) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from {{ cookiecutter.package_name }}.items import ItemStore, NewItem
 
-from .helpers import Client
+from .support.clients import Client
 
 
 async def test_app_sees_rows_the_test_wrote(store: ItemStore, client: Client) -> None:

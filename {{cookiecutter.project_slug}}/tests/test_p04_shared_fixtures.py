@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 
 from {{ cookiecutter.package_name }}.upstream import fetch_status
 
-from .helpers import Client
+from .support.clients import Client
 
 
 @pytest.fixture(scope="module")

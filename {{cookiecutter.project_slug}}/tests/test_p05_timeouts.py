@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from {{ cookiecutter.package_name }}.events import Hub
 from {{ cookiecutter.package_name }}.upstream import UpstreamTimeout, fetch_status
 
-from .helpers import ClientFactory
+from .support.clients import ClientFactory
 
 
 async def test_asyncio_timeout_bounds_a_slow_upstream_call(upstream: TestServer) -> None:

@@ -15,7 +15,7 @@ from aiohttp import WSCloseCode, web
 from {{ cookiecutter.package_name }}.events import Hub, hub_context, shutdown_hub
 from {{ cookiecutter.package_name }}.keys import HUB
 
-from .helpers import RecordingSubscriber
+from .support.subscribers import RecordingSubscriber
 
 
 async def test_cancelled_worker_raises_cancelled_error() -> None:

@@ -1,8 +1,9 @@
 """P7 - asyncio.gather: many awaits at once.
 
-gather runs awaitables concurrently and returns their results in order. By
-default the first exception propagates; with return_exceptions=True every
-outcome comes back, failures as exception objects to inspect.
+gather runs awaitables concurrently and returns their results in the order
+they were passed, whatever order they finish in. By default the first
+exception propagates; with return_exceptions=True every outcome comes back,
+failures as exception objects to inspect.
 """
 
 from __future__ import annotations
@@ -10,18 +11,20 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 
 from {{ cookiecutter.package_name }}.upstream import UpstreamError, fetch_status
 
-from .helpers import Client
 
+async def test_results_come_back_in_the_order_passed_not_the_order_finished(upstream: TestServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        slow_first = await asyncio.gather(
+            fetch_status(session, str(upstream.make_url("/delayed/100"))),
+            fetch_status(session, str(upstream.make_url("/delayed/0"))),
+        )
 
-async def test_concurrent_creates_all_succeed_with_distinct_ids(client: Client) -> None:
-    responses = await asyncio.gather(*(client.post("/items", json={"name": f"item {n}"}) for n in range(20)))
-
-    assert [response.status for response in responses] == [201] * 20
-    assert len({(await response.json())["id"] for response in responses}) == 20
+    assert [result["delayed_ms"] for result in slow_first] == [100, 0]
 
 
 async def test_return_exceptions_keeps_every_outcome(upstream: TestServer) -> None:
@@ -36,3 +39,12 @@ async def test_return_exceptions_keeps_every_outcome(upstream: TestServer) -> No
     assert isinstance(results[0], dict)
     assert isinstance(results[1], UpstreamError)
     assert isinstance(results[2], UpstreamError)
+
+
+async def test_without_return_exceptions_the_first_failure_propagates(upstream: TestServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(UpstreamError, match="HTTP 503"):
+            await asyncio.gather(
+                fetch_status(session, str(upstream.make_url("/delayed/0"))),
+                fetch_status(session, str(upstream.make_url("/error"))),
+            )

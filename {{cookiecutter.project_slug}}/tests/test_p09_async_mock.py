@@ -3,8 +3,8 @@
 `mocker.patch` on an `async def` gives an AsyncMock: set `return_value`,
 a `side_effect` sequence or an exception, then check it with
 `assert_awaited_once_with`. Patch where the name is looked up (here the
-handlers module), and mock only what is outside the service, never its
-database.
+handlers module), and mock only what is outside the service, never the
+service's own code or its storage.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from {{ cookiecutter.package_name }}.keys import UPSTREAM
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.upstream import UpstreamError, UpstreamTimeout
 
-from .helpers import Client
+from .support.clients import Client
 
 
 async def test_upstream_answer_is_passed_through(mocker: MockerFixture, client: Client, settings: Settings) -> None:

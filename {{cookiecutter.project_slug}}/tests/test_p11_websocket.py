@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import WSMsgType
 
-from .helpers import Client
+from .support.clients import Client
 
 
 async def test_ping_gets_pong(client: Client) -> None:

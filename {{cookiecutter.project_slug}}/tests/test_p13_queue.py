@@ -16,7 +16,7 @@ import pytest
 from {{ cookiecutter.package_name }}.events import Hub
 from {{ cookiecutter.package_name }}.items import Item
 
-from .helpers import RecordingSubscriber
+from .support.subscribers import RecordingSubscriber
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from blockbuster import BlockingError
 from {{ cookiecutter.package_name }}.fingerprint import fingerprint
 from {{ cookiecutter.package_name }}.items import Item
 
-from .helpers import Client
+from .support.clients import Client
 
 
 async def test_fingerprint_runs_in_a_thread_and_is_stable(client: Client) -> None:

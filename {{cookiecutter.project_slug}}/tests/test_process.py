@@ -13,7 +13,7 @@ import time
 import aiohttp
 import pytest
 
-from .service import launch, running_service
+from .support.service_process import launch, running_service
 
 # Stopping relies on SIGTERM, which Windows cannot send: there these tests do not apply.
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")

@@ -8,10 +8,12 @@ import sys
 from aiohttp import web
 
 from .app import create_app
-from .items import DatabaseUnavailable
 from .logs import configure_logging
 from .loop import loop_name, new_event_loop
 from .settings import Settings, SettingsError
+{%- if cookiecutter.database != "none" %}
+from .store_{{ cookiecutter.database }} import DatabaseUnavailable
+{%- endif %}
 
 log = logging.getLogger("{{ cookiecutter.package_name }}")
 
@@ -38,7 +40,7 @@ def main() -> None:
             print=announce,
             shutdown_timeout=10.0,
         )
-    except (DatabaseUnavailable, OSError) as error:
+    except {% if cookiecutter.database != "none" %}(DatabaseUnavailable, OSError){% else %}OSError{% endif %} as error:
         sys.exit(f"{{ cookiecutter.package_name }}: cannot start: {error}")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Protocol
 
 NAME_MAX_LENGTH = 200
@@ -14,10 +14,6 @@ PAGE_MAX = 100
 
 class ValidationError(ValueError):
     """A client sent an item or query that breaks the rules below."""
-
-
-class DatabaseUnavailable(RuntimeError):
-    """The database cannot be reached or refuses the operation right now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +34,11 @@ class Item:
 
     def to_json(self) -> dict[str, object]:
         """The item as a JSON-ready mapping."""
-        return asdict(self)
+        return {"id": self.id, "name": self.name, "quantity": self.quantity}
 
 
 class ItemStore(Protocol):
-    """Where items live; every database answer implements this."""
+    """Where items live: the app's store module implements this."""
 
     async def add(self, new: NewItem) -> Item:
         """Store a new item and return it with its id."""
@@ -61,7 +57,7 @@ class ItemStore(Protocol):
         ...
 
     async def ping(self) -> None:
-        """Raise DatabaseUnavailable unless the store can answer now."""
+        """Return when the store can serve requests now; raise when it cannot."""
         ...
 
 

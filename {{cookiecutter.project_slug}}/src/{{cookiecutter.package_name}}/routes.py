@@ -5,11 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import handlers
-from .errors import Handler, json_error
+from .errors import Handler, json_error, json_errors
 
 
 def add_routes(app: web.Application) -> None:
-    """Register the handlers, a JSON 405 per path and a JSON 404 for the rest."""
+    """Register the handlers (each answering domain errors as JSON), a JSON 405 per path and a JSON 404 for the rest."""
     _resource(app, "/health", GET=handlers.health)
     _resource(app, "/ready", GET=handlers.ready)
     _resource(app, "/items", GET=handlers.list_items, POST=handlers.create_item)
@@ -25,7 +25,7 @@ def _resource(app: web.Application, path: str, **methods: Handler) -> None:
     if "GET" in methods:
         methods["HEAD"] = methods["GET"]
     for method, handler in methods.items():
-        resource.add_route(method, handler)
+        resource.add_route(method, json_errors(handler))
     resource.add_route("*", _method_not_allowed(sorted(methods)))
 
 

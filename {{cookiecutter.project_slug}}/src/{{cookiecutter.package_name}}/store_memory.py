@@ -1,4 +1,4 @@
-"""Items kept in memory: the store used when the project has no database."""
+"""Items kept in the process's memory: quick to start, gone when it stops."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class MemoryItemStore:
         return self._items.pop(item_id, None)
 
     async def ping(self) -> None:
-        return None
+        """Always ready: memory cannot go away while the process runs."""
 
 
 async def store_context(app: web.Application) -> AsyncIterator[None]:

@@ -1,8 +1,7 @@
 """Items in SQLite through aiosqlite: one connection per app, one statement per write.
 
 The connection runs in autocommit mode, so every write is committed before
-its response is sent, and a test can wrap the same connection in BEGIN ...
-ROLLBACK to keep its rows to itself.
+its response is sent.
 """
 
 from __future__ import annotations
@@ -10,19 +9,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 
 import aiosqlite
 from aiohttp import web
 
 from . import migrations
-from .items import DatabaseUnavailable
+from .items import Item, NewItem
 from .keys import SETTINGS, STORE
-from .store_sql import Row, SqlStore
 
 URL_PREFIX = "sqlite:///"
 BUSY_TIMEOUT_MS = 5000  # how long a write waits for another process's lock before failing
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database file cannot be opened, read or written right now."""
 
 
 def sqlite_path(url: str) -> str:
@@ -33,7 +35,8 @@ def sqlite_path(url: str) -> str:
 
 
 @contextlib.contextmanager
-def _database_errors() -> Iterator[None]:
+def database_errors() -> Iterator[None]:
+    """Turn the driver's errors into DatabaseUnavailable."""
     try:
         yield
     except (sqlite3.Error, OSError, ValueError) as error:  # ValueError: the connection is closed
@@ -43,7 +46,7 @@ def _database_errors() -> Iterator[None]:
 async def connect(url: str) -> aiosqlite.Connection:
     """Open the database file (creating its folder) in autocommit, WAL mode."""
     path = sqlite_path(url)
-    with _database_errors():
+    with database_errors():
         if path != ":memory:":
             await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
         connection = await aiosqlite.connect(path, isolation_level=None)
@@ -58,7 +61,7 @@ async def connect(url: str) -> aiosqlite.Connection:
 
 async def migrate(connection: aiosqlite.Connection) -> None:
     """Apply the migrations this database has not seen yet."""
-    with _database_errors():
+    with database_errors():
         await connection.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY)")
         rows = await connection.execute_fetchall("SELECT version FROM schema_migrations")
         for migration in await asyncio.to_thread(migrations.pending, "sqlite", {row[0] for row in rows}):
@@ -71,22 +74,38 @@ async def migrate(connection: aiosqlite.Connection) -> None:
                 await connection.execute("ROLLBACK")
 
 
-class SqliteItemStore(SqlStore):
+class SqliteItemStore:
     """The items table of one open SQLite connection."""
 
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self._connection = connection
 
-    async def _rows(self, sql: str, *args: object) -> Sequence[Row]:
-        with _database_errors():  # SQLite spells $1 as ?1
-            return list(await self._connection.execute_fetchall(sql.replace("$", "?"), args))
+    async def _fetch(self, sql: str, parameters: tuple[object, ...]) -> Iterable[sqlite3.Row]:
+        with database_errors():
+            return await self._connection.execute_fetchall(sql, parameters)
+
+    async def add(self, new: NewItem) -> Item:
+        sql = "INSERT INTO items (name, quantity) VALUES (?, ?) RETURNING id, name, quantity"
+        [row] = await self._fetch(sql, (new.name, new.quantity))
+        return Item(*row)
+
+    async def get(self, item_id: int) -> Item | None:
+        for row in await self._fetch("SELECT id, name, quantity FROM items WHERE id = ?", (item_id,)):
+            return Item(*row)
+        return None
+
+    async def list(self, limit: int, offset: int) -> list[Item]:
+        sql = "SELECT id, name, quantity FROM items ORDER BY id LIMIT ? OFFSET ?"
+        return [Item(*row) for row in await self._fetch(sql, (limit, offset))]
+
+    async def delete(self, item_id: int) -> Item | None:
+        for row in await self._fetch("DELETE FROM items WHERE id = ? RETURNING id, name, quantity", (item_id,)):
+            return Item(*row)
+        return None
 
     async def ping(self) -> None:
-        """Check the table answers and, unless a transaction is open, that the file takes writes."""
-        if self._connection.in_transaction:  # a test's rolled-back transaction
-            await super().ping()
-            return
-        with _database_errors():  # one script, so no other caller's statement lands in between
+        """Check that the file takes writes: take the write lock and let it go, in one script."""
+        with database_errors():  # one script, so no other caller's statement lands in between
             await self._connection.executescript("BEGIN IMMEDIATE; ROLLBACK;")
 
 

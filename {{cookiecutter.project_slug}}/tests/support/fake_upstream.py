@@ -13,6 +13,13 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "version": "1.2.3"})
 
 
+async def delayed(request: web.Request) -> web.Response:
+    """The status, after the number of milliseconds in the path."""
+    milliseconds = int(request.match_info["milliseconds"])
+    await asyncio.sleep(milliseconds / 1000)
+    return web.json_response({"status": "ok", "delayed_ms": milliseconds})
+
+
 async def slow(request: web.Request) -> web.Response:
     await asyncio.sleep(SLOW_SECONDS)
     return web.json_response({"status": "late"})
@@ -37,9 +44,10 @@ async def reset(request: web.Request) -> web.Response:
 
 
 def fake_upstream() -> web.Application:
-    """An app answering /status, and misbehaving on purpose on every other path."""
+    """An app answering /status (at once, or /delayed/<ms>), and misbehaving on purpose on every other path."""
     app = web.Application()
     app.router.add_get("/status", status)
+    app.router.add_get(r"/delayed/{milliseconds:\d+}", delayed)
     app.router.add_get("/slow", slow)
     app.router.add_get("/error", server_error)
     app.router.add_get("/garbage", garbage)

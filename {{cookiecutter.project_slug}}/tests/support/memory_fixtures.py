@@ -1,4 +1,4 @@
-"""Store fixtures for a project without a database: fresh in-memory stores."""
+"""Item store fixtures: a fresh in-memory store per test."""
 
 from __future__ import annotations
 
@@ -21,5 +21,5 @@ def store() -> MemoryItemStore:
 
 @pytest.fixture
 def service_env() -> dict[str, str]:
-    """Function scope: environment for a real service process (nothing to add: items live in memory)."""
+    """Function scope: environment for a real service process (nothing to add: items live in its memory)."""
     return {}

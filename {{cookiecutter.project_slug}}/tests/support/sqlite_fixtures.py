@@ -1,4 +1,4 @@
-"""Store fixtures for SQLite: a temporary database file, each test inside a rolled-back transaction."""
+"""SQLite fixtures: a temporary database file, each test inside a rolled-back transaction."""
 
 from __future__ import annotations
 
@@ -9,6 +9,14 @@ import aiosqlite
 import pytest
 
 from {{ cookiecutter.package_name }}.store_sqlite import SqliteItemStore, connect, migrate
+
+
+class RolledBackItemStore(SqliteItemStore):
+    """The store inside a test's transaction, where the real readiness check (BEGIN IMMEDIATE) cannot nest."""
+
+    async def ping(self) -> None:
+        """Ready when a read answers."""
+        await self.get(0)
 
 
 @pytest.fixture(scope="session")
@@ -22,8 +30,8 @@ async def database(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ai
 
 @pytest.fixture(scope="session")
 def session_store(database: aiosqlite.Connection) -> SqliteItemStore:
-    """Session scope: the store of the shared app."""
-    return SqliteItemStore(database)
+    """Session scope: the store of the shared app (its tests write nothing)."""
+    return RolledBackItemStore(database)
 
 
 @pytest.fixture
@@ -31,7 +39,7 @@ async def store(database: aiosqlite.Connection) -> AsyncIterator[SqliteItemStore
     """Function scope: the test's writes, the app's included, are rolled back at teardown."""
     await database.execute("BEGIN")
     try:
-        yield SqliteItemStore(database)
+        yield RolledBackItemStore(database)
     finally:
         await database.execute("ROLLBACK")
 

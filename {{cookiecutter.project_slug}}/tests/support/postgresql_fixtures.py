@@ -1,7 +1,9 @@
-"""Store fixtures for PostgreSQL: TEST_DATABASE_URL, each test inside a rolled-back transaction."""
+"""PostgreSQL fixtures: TEST_DATABASE_URL, each test inside a rolled-back transaction."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -10,7 +12,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from {{ cookiecutter.package_name }}.store_postgresql import Acquire, PostgresItemStore, migrate, shared_connection
+from {{ cookiecutter.package_name }}.store_postgresql import Acquire, Connection, PostgresItemStore, migrate
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -35,8 +37,15 @@ async def database() -> AsyncIterator[asyncpg.Connection]:
 
 @pytest.fixture(scope="session")
 def acquire(database: asyncpg.Connection) -> Acquire:
-    """Session scope: lends the one test connection to the app, one caller at a time."""
-    return shared_connection(database)
+    """Session scope: lends the one test connection (and so its transaction) to the app, one caller at a time."""
+    lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def lend() -> AsyncIterator[Connection]:
+        async with lock:
+            yield database
+
+    return lend
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,160 @@
+"""The HTTP API contract: every endpoint's answers, and a 4xx JSON error for every client mistake.
+
+The pattern these tests follow is P10 (test_p10_http_api.py); this file is
+the exhaustive list a change to the API must keep passing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestServer
+from pytest_mock import MockerFixture
+
+from {{ cookiecutter.package_name }} import handlers
+from {{ cookiecutter.package_name }}.items import ItemStore, NewItem, ValidationError
+
+from .support.clients import JSON_HEADERS, Client, ClientFactory
+
+
+async def error_of(response: ClientResponse) -> Any:
+    """The `error.code` of a JSON error response."""
+    assert response.content_type == "application/json"
+    return (await response.json())["error"]["code"]
+
+
+async def test_list_pages_with_limit_and_offset(client: Client, store: ItemStore) -> None:
+    for name in ("a", "b", "c"):
+        await store.add(NewItem(name=name, quantity=0))
+
+    page = await (await client.get("/items", params={"limit": "2", "offset": "1"})).json()
+
+    assert [item["name"] for item in page["items"]] == ["b", "c"]
+    assert (page["limit"], page["offset"]) == (2, 1)
+
+
+async def test_a_name_is_stored_verbatim_whatever_it_holds(client: Client) -> None:
+    name = 'Robert\'); -- <b>\\ "quoted" ☕ {braces} %s'
+
+    created = await (await client.post("/items", json={"name": name})).json()
+
+    assert (await (await client.get(f"/items/{created['id']}")).json())["name"] == name
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        pytest.param(b'{"name": ', "malformed_json", id="malformed-json"),
+        pytest.param(b'{"name": "\xff"}', "malformed_json", id="invalid-utf8"),
+        pytest.param(b'["lamp"]', "invalid", id="not-an-object"),
+        pytest.param(b'{"quantity": 1}', "invalid", id="missing-name"),
+        pytest.param(b'{"name": 12}', "invalid", id="name-not-a-string"),
+        pytest.param(b'{"name": "   "}', "invalid", id="blank-name"),
+        pytest.param(b'{"name": "x", "quantity": "3"}', "invalid", id="quantity-not-an-integer"),
+        pytest.param(b'{"name": "x", "quantity": true}', "invalid", id="quantity-boolean"),
+        pytest.param(b'{"name": "x", "quantity": -1}', "invalid", id="quantity-negative"),
+        pytest.param(b'{"name": "x", "colour": "red"}', "invalid", id="unknown-field"),
+        pytest.param(b'{"name": "a\\u0000b"}', "invalid", id="nul-in-name"),
+        pytest.param(b'{"name": "\\ud800"}', "invalid", id="lone-surrogate"),
+    ],
+)
+async def test_bad_bodies_get_400(client: Client, body: bytes, code: str) -> None:
+    response = await client.post("/items", data=body, headers=JSON_HEADERS)
+
+    assert response.status == 400
+    assert await error_of(response) == code
+
+
+async def test_deeply_nested_body_gets_400(client: Client) -> None:
+    response = await client.post("/items", data=b"[" * 20_000 + b"]" * 20_000, headers=JSON_HEADERS)
+
+    assert response.status == 400  # too deep to parse on some Pythons, parsed but not an object on others
+    assert await error_of(response) in {"malformed_json", "invalid"}
+
+
+async def test_wrong_content_type_gets_415(client: Client) -> None:
+    response = await client.post("/items", data="name=lamp", headers={"Content-Type": "text/plain"})
+
+    assert response.status == 415
+    assert await error_of(response) == "unsupported_media_type"
+
+
+async def test_oversized_body_gets_413(client_with: ClientFactory) -> None:
+    client = await client_with(max_body_bytes=1024)
+
+    response = await client.post("/items", json={"name": "x" * 2000})
+
+    assert response.status == 413
+    assert await error_of(response) == "too_large"
+
+
+@pytest.mark.parametrize("path", ["/items/999999", "/items/abc", "/items/0", "/items/99999999999999999999999"])
+async def test_unknown_ids_get_404(client: Client, path: str) -> None:
+    response = await client.get(path)
+
+    assert response.status == 404
+    assert await error_of(response) == "not_found"
+
+
+@pytest.mark.parametrize("query", [{"limit": "0"}, {"limit": "101"}, {"limit": "x"}, {"offset": "-1"}])
+async def test_bad_paging_gets_400(client: Client, query: dict[str, str]) -> None:
+    response = await client.get("/items", params=query)
+
+    assert response.status == 400
+    assert await error_of(response) == "invalid"
+
+
+async def test_unknown_route_gets_404(shared_client: Client) -> None:
+    response = await shared_client.get("/no/such/path")
+
+    assert response.status == 404
+    assert await error_of(response) == "not_found"
+
+
+async def test_wrong_method_gets_405_with_allow(shared_client: Client) -> None:
+    response = await shared_client.put("/items")
+
+    assert response.status == 405
+    assert response.headers["Allow"] == "GET,HEAD,POST"
+    assert await error_of(response) == "method_not_allowed"
+
+
+async def test_ready_reports_the_store_answering(shared_client: Client) -> None:
+    response = await shared_client.get("/ready")
+
+    assert (response.status, await response.json()) == (200, {"status": "ready"})
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [("/error", 502, "upstream_error"), ("/garbage", 502, "upstream_error"), ("/reset", 502, "upstream_error")],
+)
+async def test_upstream_failures_get_json_5xx(
+    client_with: ClientFactory, upstream: TestServer, path: str, status: int, code: str
+) -> None:
+    client = await client_with(upstream_url=str(upstream.make_url(path)))
+
+    response = await client.get("/upstream")
+
+    assert response.status == status
+    assert await error_of(response) == code
+
+
+async def test_upstream_status_is_relayed(client: Client) -> None:
+    response = await client.get("/upstream")
+
+    assert await response.json() == {"upstream": {"status": "ok", "version": "1.2.3"}}
+
+
+async def test_any_handler_gets_json_errors_from_the_route_table(
+    mocker: MockerFixture, client_with: ClientFactory
+) -> None:
+    mocker.patch.object(handlers, "health", side_effect=ValidationError("raised by a handler with no error handling"))
+    client = await client_with()  # the app is built after the patch: its route table wraps the bare mock
+
+    response = await client.get("/health")
+
+    assert response.status == 400
+    assert await error_of(response) == "invalid"
