@@ -15,7 +15,8 @@ from pathlib import Path
 
 import nox
 
-# The versions the baked project supports (its requires-python and CI matrix).
+# The versions the baked project supports (its requires-python and CI matrix); the template's tests
+# read this list (tests/baking.py), so it is kept here only.
 PYTHONS = ["3.11", "3.12", "3.13"]
 
 nox.options.sessions = ["tests"]

@@ -1,4 +1,4 @@
-"""Helpers for baking and running projects: the answer matrix, commands in a baked project."""
+"""Helpers for baking and running projects: the answer matrix, the supported Pythons, one way to run a command."""
 
 from __future__ import annotations
 
@@ -22,6 +22,17 @@ CHOICES = {
 COMBINATIONS = [dict(zip(CHOICES, values, strict=True)) for values in itertools.product(*CHOICES.values())]
 
 
+def _noxfile_pythons() -> list[str]:
+    """The PYTHONS list of noxfile.py (read, not imported: nox is not installed here, and importing runs it)."""
+    module = ast.parse((ROOT / "noxfile.py").read_text(encoding="utf-8"))
+    assignments = {ast.unparse(node.targets[0]): node.value for node in module.body if isinstance(node, ast.Assign)}
+    return ast.literal_eval(assignments["PYTHONS"])
+
+
+# The Pythons the baked project supports; noxfile.py keeps the list and runs these tests on each of them.
+PYTHONS = _noxfile_pythons()
+
+
 def combination_id(answers: dict[str, str]) -> str:
     """`uvloop-postgresql`: the values in cookiecutter.json order."""
     return "-".join(answers.values())
@@ -34,24 +45,37 @@ def bake(cookies, answers: dict[str, str]) -> Path:  # type: ignore[no-untyped-d
     return Path(result.project_path)
 
 
-def run(project: Path, *command: str, env: dict[str, str] | None = None, timeout: float = 600) -> str:
-    """Run a command in a baked project with its src/ importable; fail the test with its output if it fails."""
-    environment = {**os.environ, "PYTHONPATH": str(project / "src"), **(env or {})}
+def run(
+    folder: Path,
+    *command: str | Path,
+    env: dict[str, str | None] | None = None,
+    clean_env: bool = False,
+    check: bool = True,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    """Run `command` in `folder` and return what it did; with `check`, fail the test with its output unless it exits 0.
+
+    It inherits this environment, with `folder`/src on PYTHONPATH when that exists (a baked project's package is
+    importable), or with `clean_env` only PATH and HOME; `env` is laid on top, a None value unsetting the variable.
+    """
+    base = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home())} if clean_env else dict(os.environ)
+    if not clean_env and (folder / "src").is_dir():
+        base["PYTHONPATH"] = str(folder / "src")
+    environment = {key: value for key, value in {**base, **(env or {})}.items() if value is not None}
+    arguments = [str(part) for part in command]
     done = subprocess.run(
-        command, cwd=project, env=environment, capture_output=True, text=True, timeout=timeout, check=False
+        arguments, cwd=folder, env=environment, capture_output=True, text=True, timeout=timeout, check=False
     )
-    output = done.stdout + done.stderr
-    if done.returncode != 0:
-        pytest.fail(f"{' '.join(command)} exited {done.returncode} in {project}:\n{output}", pytrace=False)
-    return output
+    if check and done.returncode != 0:
+        output = done.stdout + done.stderr
+        pytest.fail(f"{' '.join(arguments)} exited {done.returncode} in {folder}:\n{output}", pytrace=False)
+    return done
 
 
-def run_suite(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the baked project's own suite (from this interpreter, CI unset unless `env` sets it)."""
-    inherited = {key: value for key, value in os.environ.items() if key != "CI"}
-    environment = {**inherited, "PYTHONPATH": str(project / "src"), **(env or {})}
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args]
-    return subprocess.run(command, cwd=project, env=environment, capture_output=True, text=True, timeout=600)
+def run_suite(project: Path, *args: str, env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the baked project's own suite from this interpreter, CI unset unless `env` sets it; the caller checks."""
+    pytest_command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args]
+    return run(project, *pytest_command, env={"CI": None, **(env or {})}, check=False)
 
 
 def package_of(project: Path) -> str:

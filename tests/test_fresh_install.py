@@ -7,13 +7,12 @@ hide behind one the template's tests happen to have installed.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from .baking import CHOICES, bake
+from .baking import CHOICES, bake, run
 
 pytestmark = pytest.mark.slow
 
@@ -24,33 +23,15 @@ CASES = [
 ]
 
 
-def sh(folder: Path, *command: str | Path, env: dict[str, str] | None = None) -> str:
-    """Run a command with a clean environment apart from `env`; fail the test with its output if it fails."""
-    environment = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **(env or {})}
-    done = subprocess.run(
-        [str(part) for part in command],
-        cwd=folder,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.fail(
-            f"{' '.join(map(str, command))} exited {done.returncode}:\n{done.stdout}{done.stderr}", pytrace=False
-        )
-    return done.stdout
-
-
 @pytest.mark.parametrize("answers", CASES, ids=lambda answers: "-".join(answers.values()))
 def test_readme_install_then_suite_in_a_fresh_venv(cookies, answers: dict[str, str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     project = bake(cookies, answers)
     python = tmp_path / "venv" / "bin" / "python"
 
-    sh(project, sys.executable, "-m", "venv", tmp_path / "venv")
-    sh(project, python, "-m", "pip", "install", "-q", "-e", ".[dev]")
-    output = sh(project, python, "-m", "pytest", "-q", "-p", "no:cacheprovider", env={"CI": "true"})
+    # Only PATH and HOME from here on: nothing of this environment (PYTHONPATH, a virtualenv) leaks in.
+    run(project, sys.executable, "-m", "venv", tmp_path / "venv", clean_env=True)
+    run(project, python, "-m", "pip", "install", "-q", "-e", ".[dev]", clean_env=True, timeout=900)
+    done = run(project, python, "-m", "pytest", "-q", "-p", "no:cacheprovider", clean_env=True, env={"CI": "true"})
 
-    assert " passed" in output
-    assert "skipped" not in output
+    assert " passed" in done.stdout
+    assert "skipped" not in done.stdout

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from .baking import ROOT
+from .baking import ROOT, run
 
 pytestmark = pytest.mark.slow
 
@@ -24,68 +23,33 @@ ANSWERS = {"event_loop": "asyncio", "database": "none"}
 PROJECT = "{{cookiecutter.project_slug}}"
 
 
-def git(folder: Path, *args: str) -> str:
-    """Run git in `folder` with a fixed identity (none is configured on CI machines); return its output."""
-    identity = [
-        "-c",
-        "user.name=Template Tests",
-        "-c",
-        "user.email=tests@example.invalid",
-        "-c",
-        "commit.gpgsign=false",
-    ]
-    done = subprocess.run(["git", *identity, *args], cwd=folder, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, f"git {' '.join(args)} in {folder}:\n{done.stdout}{done.stderr}"
-    return done.stdout
-
-
-def cruft(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cruft", *args], cwd=folder, capture_output=True, text=True, timeout=300, check=False
-    )
+# A fixed identity for the commits: none is configured on CI machines.
+GIT = ["git", "-c", "user.name=Template Tests", "-c", "user.email=tests@example.invalid", "-c", "commit.gpgsign=false"]
+CRUFT = [sys.executable, "-m", "cruft"]
 
 
 def commit_all(folder: Path, message: str) -> str:
-    git(folder, "add", "--all")
-    git(folder, "commit", "--quiet", "--message", message)
-    return git(folder, "rev-parse", "HEAD").strip()
+    run(folder, *GIT, "add", "--all")
+    run(folder, *GIT, "commit", "--quiet", "--message", message)
+    return run(folder, *GIT, "rev-parse", "HEAD").stdout.strip()
 
 
 def template_repository(destination: Path) -> str:
     """Copy the template (tracked and untracked-but-not-ignored files) into a new git repository; commit it."""
-    listed = git(ROOT, "ls-files", "--cached", "--others", "--exclude-standard", "-z").split("\0")
+    listed = run(ROOT, *GIT, "ls-files", "--cached", "--others", "--exclude-standard", "-z").stdout.split("\0")
     for name in filter(None, listed):
         source = ROOT / name
         if source.is_file():  # a tracked file deleted in the work tree is listed too
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, destination / name)
-    git(destination, "init", "--quiet", "--initial-branch=main")
+    run(destination, *GIT, "init", "--quiet", "--initial-branch=main")
     return commit_all(destination, "template")
 
 
-def bake(template: Path, output: Path) -> Path:
+def cruft_create(template: Path, output: Path) -> Path:
     """`cruft create` the ANSWERS from the template repository; return the project folder."""
-    done = cruft(
-        template.parent,
-        "create",
-        "--no-input",
-        "--output-dir",
-        str(output),
-        "--extra-context",
-        json.dumps(ANSWERS),
-        str(template),
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    [project] = output.iterdir()
-    return project
-
-
-def cookiecutter(template: Path, output: Path) -> Path:
-    """Bake the ANSWERS with plain cookiecutter, for comparison; return the project folder."""
-    answers = [f"{key}={value}" for key, value in ANSWERS.items()]
-    command = [sys.executable, "-m", "cookiecutter", "--no-input", "--output-dir", str(output), str(template), *answers]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
+    context = json.dumps(ANSWERS)
+    run(template.parent, *CRUFT, "create", "--no-input", "--output-dir", output, "--extra-context", context, template)
     [project] = output.iterdir()
     return project
 
@@ -103,18 +67,20 @@ def test_cruft_update_applies_template_changes_and_keeps_local_edits(tmp_path: P
     template = tmp_path / "template"
     template.mkdir()
     first = template_repository(template)
-    project = bake(template, tmp_path / "projects")
+    project = cruft_create(template, tmp_path / "projects")
     state = json.loads((project / ".cruft.json").read_text(encoding="utf-8"))
     assert state["template"] == str(template)
     assert state["commit"] == first
     assert state["context"]["cookiecutter"].items() >= ANSWERS.items()
-    plain = tree(cookiecutter(template, tmp_path / "plain"))
+    answers = [f"{key}={value}" for key, value in ANSWERS.items()]
+    run(tmp_path, sys.executable, "-m", "cookiecutter", "--no-input", "--output-dir", "plain", template, *answers)
+    plain = tree(tmp_path / "plain" / project.name)
     assert sorted(set(tree(project)) ^ set(plain)) == [".cruft.json"]  # a cruft bake is a plain bake: the hooks ran
     store = f"src/{state['context']['cookiecutter']['package_name']}/store_sqlite.py"
     assert not (project / store).exists()
 
     # The user commits the project and edits it.
-    git(project, "init", "--quiet", "--initial-branch=main")
+    run(project, *GIT, "init", "--quiet", "--initial-branch=main")
     with (project / "README.md").open("a", encoding="utf-8") as readme:
         readme.write("\nA note the team added after baking.\n")
     commit_all(project, "baked, then edited")
@@ -127,23 +93,22 @@ def test_cruft_update_applies_template_changes_and_keeps_local_edits(tmp_path: P
     ) as pruned_file:
         pruned_file.write("# changed in the template\n")
     second = commit_all(template, "template change")
-    assert cruft(project, "check").returncode != 0  # cruft sees the project is behind
+    assert run(project, *CRUFT, "check", check=False).returncode != 0  # cruft sees the project is behind
 
-    done = cruft(project, "update", "--skip-apply-ask")
+    done = run(project, *CRUFT, "update", "--skip-apply-ask")
 
-    assert done.returncode == 0, done.stdout + done.stderr
     assert "has been updated" in done.stdout, done.stdout
-    assert cruft(project, "check").returncode == 0
+    run(project, *CRUFT, "check")  # and now up to date
     assert json.loads((project / ".cruft.json").read_text(encoding="utf-8"))["commit"] == second
     assert "- A change the template made after this project was baked.\n" in (project / "CHANGELOG.md").read_text()
     assert "A note the team added after baking." in (project / "README.md").read_text(encoding="utf-8")
     assert not (project / store).exists()  # the hooks pruned it again in both renders: no diff to apply
-    fresh = tree(bake(template, tmp_path / "fresh"))
+    fresh = tree(cruft_create(template, tmp_path / "fresh"))
     updated = tree(project)
     assert sorted(set(updated) ^ set(fresh)) == []  # same files as a new bake of the new template
     assert [name for name in fresh if fresh[name] != updated[name]] == ["README.md"]  # only the local edit differs
     assert updated["UPGRADED.md"] == f"Package: {state['context']['cookiecutter']['package_name']}\n".encode()
-    status = git(project, "status", "--porcelain", "--untracked-files=all").splitlines()
+    status = run(project, *GIT, "status", "--porcelain", "--untracked-files=all").stdout.splitlines()
     assert sorted(line[3:] for line in status) == [
         ".cruft.json",
         "CHANGELOG.md",
