@@ -120,7 +120,7 @@ def settings(upstream: TestServer) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings, store: ItemStore) -> web.Application:
-    """Function scope: a fresh app whose store is the test's rolled-back one."""
+    """Function scope: a fresh app on the test's own store."""
     return create_app(settings, store=store)
 
 
