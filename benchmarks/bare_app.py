@@ -1,6 +1,10 @@
-"""The baseline: the leanest aiohttp app answering the benchmarked paths with the same JSON.
+"""The fair ceiling: the leanest aiohttp app doing what the baked service does on the benchmarked paths.
 
-Run: `HOST=127.0.0.1 PORT=8081 python benchmarks/bare_app.py uvloop` (or `asyncio`).
+`GET /health` sends the same pre-encoded body. `GET /items/{item_id}` runs the service's query through the
+same driver, chosen by DATABASE_URL (one aiosqlite connection, or an asyncpg pool), and sends the same JSON.
+Same loop (the first argument), no access log.
+
+Run: `HOST=127.0.0.1 PORT=8081 DATABASE_URL=sqlite:////tmp/app.db python benchmarks/bare_app.py uvloop`
 """
 
 from __future__ import annotations
@@ -9,40 +13,77 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 
+import aiosqlite
+import asyncpg
+import uvloop
 from aiohttp import web
 
 HEALTH = json.dumps({"status": "ok"}).encode()
-ITEM = {"id": 1, "name": "bench", "quantity": 1}
+URL = web.AppKey("url", str)
+SQLITE = web.AppKey("sqlite", aiosqlite.Connection)
+POOL = web.AppKey("pool", asyncpg.Pool)
 
 
 async def health(request: web.Request) -> web.Response:
-    """The same body as the baked service's /health."""
+    """The baked service's /health body."""
     return web.Response(body=HEALTH, content_type="application/json")
 
 
-async def item(request: web.Request) -> web.Response:
-    """The item the baked service reads from its database, encoded per request as it does."""
-    return web.json_response(ITEM)
+def item_response(row: tuple[object, ...] | asyncpg.Record | None) -> web.Response:
+    """The item as JSON, or a 404."""
+    if row is None:
+        return web.json_response({"error": "not_found"}, status=404)
+    return web.json_response({"id": row[0], "name": row[1], "quantity": row[2]})
 
 
-def new_loop(name: str) -> asyncio.AbstractEventLoop:
-    """A fresh loop of the named kind."""
-    if name == "uvloop":
-        import uvloop
+async def sqlite_item(request: web.Request) -> web.Response:
+    """One row through the app's aiosqlite connection."""
+    item_id = int(request.match_info["item_id"])
+    rows = await request.app[SQLITE].execute_fetchall("SELECT id, name, quantity FROM items WHERE id = ?", (item_id,))
+    return item_response(next(iter(rows), None))
 
-        return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
+
+async def postgresql_item(request: web.Request) -> web.Response:
+    """One row through a connection borrowed from the app's asyncpg pool."""
+    item_id = int(request.match_info["item_id"])
+    async with request.app[POOL].acquire() as c:
+        row = await c.fetchrow("SELECT id, name, quantity FROM items WHERE id = $1", item_id)
+    return item_response(row)
+
+
+async def sqlite_context(app: web.Application) -> AsyncIterator[None]:
+    """One autocommit connection in WAL mode, as the service opens it."""
+    connection = await aiosqlite.connect(app[URL].removeprefix("sqlite:///"), isolation_level=None)
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL"):
+        await connection.execute(f"PRAGMA {pragma}")
+    app[SQLITE] = connection
+    yield
+    await connection.close()
+
+
+async def postgresql_context(app: web.Application) -> AsyncIterator[None]:
+    """A pool of the service's size."""
+    async with asyncpg.create_pool(app[URL], min_size=2, max_size=10) as pool:
+        app[POOL] = pool
+        yield
 
 
 def main() -> None:
-    """Serve until interrupted, with no access log (as the baked service runs)."""
+    """Serve HOST:PORT on the named loop until interrupted."""
+    url = os.environ["DATABASE_URL"]
     app = web.Application()
+    app[URL] = url
     app.router.add_get("/health", health)
-    app.router.add_get("/items/1", item)
-    loop = new_loop(sys.argv[1] if len(sys.argv) > 1 else "uvloop")
-    host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8081"))
-    print(f"serving on http://{host}:{port}", flush=True)
+    if url.startswith("sqlite:///"):
+        app.cleanup_ctx.append(sqlite_context)
+        app.router.add_get("/items/{item_id}", sqlite_item)
+    else:
+        app.cleanup_ctx.append(postgresql_context)
+        app.router.add_get("/items/{item_id}", postgresql_item)
+    loop = {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}[sys.argv[1]]()
+    host, port = os.environ["HOST"], int(os.environ["PORT"])
     web.run_app(app, host=host, port=port, loop=loop, access_log=None, print=None)
 
 
