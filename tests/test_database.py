@@ -28,7 +28,7 @@ def test_rows_written_over_http_never_reach_the_next_test(cookies, database: str
     names = {"creates": "test_creates_a_row_over_http", "sees": "test_sees_an_empty_table"}
     node_ids = [f"tests/test_isolation.py::{names[step]}" for step in order]
 
-    done = run_suite(project, "-rA", *node_ids, env=NOWHERE)
+    done = run_suite(project, "-rA", "-p", "no:randomly", *node_ids, env=NOWHERE)  # the order given
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.index(names[order[0]]) < done.stdout.index(names[order[1]])

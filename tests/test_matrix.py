@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 import tomllib
 import xml.etree.ElementTree as ET
@@ -33,6 +34,8 @@ FORBIDDEN = {
 # Production code that knows it is under test (a branch or a helper for tests belongs in tests/).
 TEST_SEAMS = re.compile(r"in_transaction|for tests|under test|a test's", re.IGNORECASE)
 PATTERN_FILE_MAX_LINES = 80
+# The baked CI's test command, less `python -m pytest`: the heavy proof, with branch coverage of src/ of at least 95%.
+FULL_PROOF = ("--heavy", "--cov", "--cov-fail-under=95")
 
 
 def project_files(project: Path) -> list[Path]:
@@ -145,10 +148,14 @@ def test_mypy_strict_finds_nothing(baked: Path) -> None:
     run(baked, sys.executable, "-m", "mypy", "--strict", "--no-incremental")
 
 
-def test_baked_suite_passes_with_every_pattern(baked: Path, answers: dict[str, str], tmp_path: Path) -> None:
+def test_baked_suite_passes_the_full_proof_with_every_pattern(
+    baked: Path, answers: dict[str, str], tmp_path: Path
+) -> None:
     report = tmp_path / "report.xml"
+    project = shutil.copytree(baked, tmp_path / "project")  # the run writes .coverage files: not into `baked`
 
-    done = run_suite(baked, f"--junitxml={report}", env={"CI": "true"})  # CI: no database means failure
+    # What the baked CI runs: the heavy tests too, in random order, with the coverage floor. CI: no database fails.
+    done = run_suite(project, *FULL_PROOF, f"--junitxml={report}", env={"CI": "true"})
 
     assert done.returncode == 0, done.stdout + done.stderr
     cases = ET.parse(report).getroot().iter("testcase")
@@ -157,6 +164,7 @@ def test_baked_suite_passes_with_every_pattern(baked: Path, answers: dict[str, s
     expected = [pattern for pattern in PATTERNS if answers["database"] != "none" or pattern != "test_p03"]
     ran = {pattern for pattern in expected for classname, _, _ in outcomes if f".{pattern}_" in f".{classname}"}
     assert sorted(ran) == expected
+    assert {"test_process", "test_concurrency"} <= {classname.split(".")[-1] for classname, _, _ in outcomes}  # heavy
     loop_test = (
         "test_tests_run_on_uvloop"
         if answers["event_loop"] == "uvloop"

@@ -71,6 +71,130 @@ async def test_handler_blocks_the_loop(client, mocker, store):
     await client.get("/items")
 """
 
+# Each case is one realistic way a test run goes wrong; the harness must fail exactly that test and go on.
+HARNESS_FAULTS = """
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+import aiosqlite
+import pytest
+
+from {package}.app import create_app
+from {package}.settings import Settings
+
+
+@pytest.mark.timeout(2)
+async def test_marked_timeout_hangs():
+    await asyncio.Event().wait()
+
+
+@pytest.fixture
+async def setup_hangs() -> AsyncIterator[None]:
+    await asyncio.Event().wait()
+    yield
+
+
+@pytest.mark.timeout(2)
+async def test_fixture_setup_hangs(setup_hangs):
+    pass
+
+
+async def swallows_cancellation() -> None:
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass
+
+
+@pytest.fixture
+async def teardown_hangs() -> AsyncIterator[None]:
+    worker = asyncio.create_task(swallows_cancellation())
+    yield
+    worker.cancel()
+    await worker
+
+
+@pytest.mark.timeout(2)
+async def test_fixture_teardown_hangs(teardown_hangs):
+    pass
+
+
+async def hangs_on_cleanup(app):
+    yield
+    await asyncio.Event().wait()
+
+
+@pytest.mark.timeout(2)
+async def test_app_cleanup_hangs(aiohttp_client, tmp_path):
+    app = create_app(Settings(database_url=f"sqlite:///{{tmp_path / 'app.db'}}"))
+    app.cleanup_ctx.append(hangs_on_cleanup)
+    await aiohttp_client(app)
+
+
+async def test_leaks_a_client_session():
+    aiohttp.ClientSession()
+
+
+async def test_leaks_a_database_connection(tmp_path):
+    await aiosqlite.connect(str(tmp_path / "leak.db"))
+
+
+async def test_leaks_a_task():
+    asyncio.create_task(asyncio.sleep(3600))
+
+
+async def test_holds_the_loop_with_cpu_work():
+    hashlib.pbkdf2_hmac("sha256", b"x", b"y", 3_000_000)
+
+
+@pytest.mark.loop_step_limit(30)
+async def test_may_hold_the_loop_when_marked():
+    hashlib.pbkdf2_hmac("sha256", b"x", b"y", 3_000_000)
+
+
+@pytest.fixture(scope="session")
+async def app():
+    return create_app(Settings())
+
+
+async def test_seed_session_app_once(aiohttp_client, app):
+    assert (await (await aiohttp_client(app)).get("/health")).status == 200
+
+
+async def test_seed_session_app_twice(aiohttp_client, app):
+    assert (await (await aiohttp_client(app)).get("/health")).status == 200
+
+
+async def test_zz_runs_after_all_of_them():
+    pass
+"""
+# test name -> what its report must say
+HARNESS_REPORTS = {
+    "test_marked_timeout_hangs": "TimeoutError",
+    "test_fixture_setup_hangs": "setup did not finish within 2.0 s",
+    "test_fixture_teardown_hangs": "teardown did not finish within 2.0 s",
+    "test_app_cleanup_hangs": "teardown did not finish within 2.0 s",
+    "test_leaks_a_client_session": "Unclosed client session",
+    "test_leaks_a_database_connection": "_connection_worker_thread",  # its thread would keep pytest from exiting
+    "test_leaks_a_task": "left these running after its teardown",
+    "test_holds_the_loop_with_cpu_work": "one step of the event loop took",
+    "test_may_hold_the_loop_when_marked": "passed",
+    "test_seed_session_app_once": "passed",
+    "test_seed_session_app_twice": "Changing state of started or joined application",
+    # Last, it also reports the loop's shutdown, which the cancellation-swallowing worker above stalls.
+    "test_zz_runs_after_all_of_them": "teardown did not finish",
+}
+# Where the report points: the line each hang was stuck on, the culprit of the stall.
+HARNESS_WHERE = {
+    "test_fixture_setup_hangs": "in setup_hangs",
+    "test_fixture_teardown_hangs": "in teardown_hangs",
+    "test_app_cleanup_hangs": "in hangs_on_cleanup",
+    "test_holds_the_loop_with_cpu_work": "test_holds_the_loop_with_cpu_work",
+}
+
 
 def outcomes(report: Path) -> dict[str, str]:
     """Test name -> 'passed' or the text of its failure/error."""
@@ -115,3 +239,32 @@ def test_mistakes_fail_fast_with_the_reason(project: Path, tmp_path: Path) -> No
     assert "TimeoutError" in results["test_hangs_forever"]
     assert "BlockingError" in results["test_handler_blocks_the_loop"]
     assert elapsed < 40, "the hung test must end at the 10 s async-test timeout"
+
+
+@pytest.mark.parametrize("event_loop", CHOICES["event_loop"])
+def test_harness_fails_each_broken_test_by_name_and_finishes_the_run(
+    cookies,
+    event_loop: str,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    project = bake(cookies, {"event_loop": event_loop, "database": "sqlite"})
+    (project / "tests" / "test_harness_faults.py").write_text(HARNESS_FAULTS.format(package="async_service"))
+
+    started = time.monotonic()
+    done = run_suite(
+        project, "tests/test_harness_faults.py", "-p", "no:randomly", "-rA", f"--junitxml={tmp_path / 'report.xml'}"
+    )
+    elapsed = time.monotonic() - started
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "+ Timeout +" not in done.stdout + done.stderr, "pytest-timeout ended the run"
+    results = outcomes(tmp_path / "report.xml")
+    wrong = {
+        name: results.get(name, "not run")[:300]
+        for name, said in HARNESS_REPORTS.items()
+        if said not in results.get(name, "")
+    }
+    assert wrong == {}, done.stdout
+    assert {name: where for name, where in HARNESS_WHERE.items() if where not in results[name]} == {}
+    assert "Share a started client instead" in done.stdout  # the hint on the seed's session-app shape
+    assert elapsed < 90, f"the run took {elapsed:.0f} s"

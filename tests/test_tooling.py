@@ -121,6 +121,19 @@ def test_workflow_installs_lints_type_checks_and_tests_on_every_push_and_pull_re
     assert all(command.startswith(start) for command, start in zip(commands, expected, strict=True)), commands
 
 
+def test_workflow_tests_the_full_proof_with_a_branch_coverage_floor(baked: Path, answers: dict[str, str]) -> None:
+    """Heavy tests included, real service processes measured; no floor on Windows, where those processes cannot run."""
+    steps = workflow_job(baked)["steps"]
+    [command] = [step["run"] for step in steps if step.get("run", "").startswith("python -m pytest")]
+    floor = "95" if answers["database"] == "postgresql" else "${{ runner.os != 'Windows' && '95' || '0' }}"
+    coverage = pyproject(baked)["tool"]["coverage"]["run"]
+    dev = distribution_names(pyproject(baked)["project"]["optional-dependencies"]["dev"])
+
+    assert command == f"python -m pytest --heavy --cov --cov-fail-under={floor}"
+    assert (coverage["source"], coverage["branch"], coverage["patch"]) == (["src"], True, ["subprocess"])
+    assert {"pytest_cov", "pytest_randomly"} <= dev
+
+
 def test_workflow_tests_every_supported_python_from_the_oldest_the_project_accepts(baked: Path) -> None:
     job = workflow_job(baked)
     [setup] = [step for step in job["steps"] if step.get("uses", "").startswith("actions/setup-python@")]

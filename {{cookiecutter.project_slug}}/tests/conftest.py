@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
-import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -30,10 +28,14 @@ from {{ cookiecutter.package_name }}.settings import Settings
 from .support.clients import Client, ClientFactory
 from .support.fake_upstream import fake_upstream
 
-pytest_plugins = ["tests.support.{{ "memory" if cookiecutter.database == "none" else cookiecutter.database }}_fixtures"]  # `store` and its kin
+# The guards on every test (hangs, leaks, stalled loop), the --heavy option, and the `store` fixtures.
+pytest_plugins = [
+    "tests.support.harness",
+    "tests.support.heavy",
+    "tests.support.{{ "memory" if cookiecutter.database == "none" else cookiecutter.database }}_fixtures",
+]
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
-ASYNC_TEST_TIMEOUT = 10.0  # seconds; override per test with @pytest.mark.timeout(N)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -53,29 +55,6 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> M
 {%- else %}
     return {"asyncio": new_event_loop}
 {%- endif %}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Fail a hung async test with a TimeoutError and a traceback, on any loop.
-
-    pytest-timeout's signal method cannot interrupt an await on every loop,
-    so each async test runs inside `asyncio.timeout`; pytest-timeout (thread
-    method, pyproject.toml) stays as the last resort.
-    """
-    for item in items:
-        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
-            marker = item.get_closest_marker("timeout")
-            limit = float(marker.args[0]) if marker and marker.args else ASYNC_TEST_TIMEOUT
-            item.obj = _with_timeout(item.obj, limit)
-
-
-def _with_timeout(test: Callable[..., Awaitable[None]], limit: float) -> Callable[..., Awaitable[None]]:
-    @functools.wraps(test)
-    async def run_with_timeout(*args: Any, **kwargs: Any) -> None:
-        async with asyncio.timeout(limit):
-            await test(*args, **kwargs)
-
-    return run_with_timeout
 
 
 @pytest.fixture(autouse=True)

@@ -98,6 +98,13 @@ async def test_unknown_ids_get_404(client: Client, path: str) -> None:
     assert await error_of(response) == "not_found"
 
 
+@pytest.mark.parametrize("query", [{"limit": "1"}, {"limit": "100"}, {"offset": "0"}, {"offset": str(2**63 - 1)}])
+async def test_paging_bounds_are_inclusive(client: Client, query: dict[str, str]) -> None:
+    response = await client.get("/items", params=query)
+
+    assert response.status == 200
+
+
 @pytest.mark.parametrize("query", [{"limit": "0"}, {"limit": "101"}, {"limit": "x"}, {"offset": "-1"}])
 async def test_bad_paging_gets_400(client: Client, query: dict[str, str]) -> None:
     response = await client.get("/items", params=query)

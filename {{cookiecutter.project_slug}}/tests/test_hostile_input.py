@@ -10,17 +10,28 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .support.clients import JSON_HEADERS, Client
 
+# One test runs all its examples: 100 each with --heavy, which traced for coverage on a busy runner can take
+# longer than the usual 10 s.
+pytestmark = pytest.mark.timeout(60)
 # The client fixture is built once per test and shared by its examples: the app keeps no per-request state.
-FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
-JSON = st.recursive(SCALARS, lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=20)
+# How many examples each test gets is the profile's (tests/support/heavy.py): a few by default, 100 with --heavy.
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# A JSON string carries any code point, a lone surrogate too (json.dumps sends "\ud800"); URLs and websocket
+# text frames travel as UTF-8, which has no surrogates.
+ANY_CHARACTER = st.characters()
+UTF8_CHARACTER = st.characters(exclude_categories=["Cs"])
+TEXT = st.text(ANY_CHARACTER)
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | TEXT
+JSON = st.recursive(SCALARS, lambda inner: st.lists(inner) | st.dictionaries(TEXT, inner), max_leaves=20)
+NAME_LIKE = st.text(ANY_CHARACTER, max_size=300)
 ITEM_LIKE = st.fixed_dictionaries(
-    {"name": st.text(max_size=300) | JSON}, optional={"quantity": st.integers() | JSON, "extra": JSON}
+    {"name": NAME_LIKE | JSON}, optional={"quantity": st.integers() | JSON, "extra": JSON}
 )
 
 
@@ -43,7 +54,7 @@ async def test_any_bytes_get_a_json_answer(client: Client, raw: bytes, content_t
 
 
 @FUZZ
-@given(segment=st.text(min_size=1))
+@given(segment=st.text(UTF8_CHARACTER, min_size=1))
 async def test_any_item_path_gets_200_or_404(client: Client, segment: str) -> None:
     for method in ("GET", "DELETE"):
         response = await client.request(method, f"/items/{quote(segment, safe='')}")
@@ -52,7 +63,7 @@ async def test_any_item_path_gets_200_or_404(client: Client, segment: str) -> No
 
 
 @FUZZ
-@given(query=st.dictionaries(st.sampled_from(["limit", "offset", "other"]), st.text()))
+@given(query=st.dictionaries(st.sampled_from(["limit", "offset", "other"]), st.text(UTF8_CHARACTER)))
 async def test_any_paging_query_gets_200_or_400(client: Client, query: dict[str, str]) -> None:
     response = await client.get("/items", params=query)
 
@@ -60,8 +71,8 @@ async def test_any_paging_query_gets_200_or_400(client: Client, query: dict[str,
     assert response.content_type == "application/json"
 
 
-@settings(FUZZ, max_examples=50)
-@given(frames=st.lists(st.text(max_size=5000) | st.binary(max_size=100), min_size=1, max_size=5))
+@FUZZ
+@given(frames=st.lists(st.text(UTF8_CHARACTER, max_size=5000) | st.binary(max_size=100), min_size=1, max_size=5))
 async def test_any_websocket_frames_get_one_json_reply_each(client: Client, frames: list[str | bytes]) -> None:
     async with client.ws_connect("/events") as ws:
         for frame in frames:

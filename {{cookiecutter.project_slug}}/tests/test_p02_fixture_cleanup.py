@@ -13,8 +13,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from {{ cookiecutter.package_name }}.keys import SETTINGS, UPSTREAM
+from {{ cookiecutter.package_name }}.keys import SETTINGS, {% if cookiecutter.database != "none" %}STORE, {% endif %}UPSTREAM
 from {{ cookiecutter.package_name }}.settings import Settings
+{%- if cookiecutter.database != "none" %}
+from {{ cookiecutter.package_name }}.store_{{ cookiecutter.database }} import DatabaseUnavailable, store_context
+{%- endif %}
 from {{ cookiecutter.package_name }}.upstream import fetch_status, upstream_context
 
 
@@ -43,3 +46,20 @@ async def test_upstream_context_closes_its_session_at_exit(settings: Settings) -
         await anext(context)
 
     assert session.closed
+{%- if cookiecutter.database != "none" %}
+
+
+async def test_store_context_closes_its_database_connections_at_exit(service_env: dict[str, str]) -> None:
+    app = web.Application()
+    app[SETTINGS] = Settings(database_url=service_env["DATABASE_URL"])  # a scratch database for this test alone
+    context = store_context(app)
+
+    await anext(context)
+    store = app[STORE]
+    assert await store.list(limit=1, offset=0) == []
+    with pytest.raises(StopAsyncIteration):
+        await anext(context)
+
+    with pytest.raises(DatabaseUnavailable):
+        await store.list(limit=1, offset=0)
+{%- endif %}

@@ -29,6 +29,17 @@ async def test_created_item_is_pushed_to_subscribers(client: Client) -> None:
         assert await ws.receive_json(timeout=2) == {"type": "item.created", "item": created}
 
 
+async def test_deleted_item_is_pushed_to_subscribers(client: Client) -> None:
+    created = await (await client.post("/items", json={"name": "gone soon", "quantity": 1})).json()
+    async with client.ws_connect("/events") as ws:
+        await ws.send_json({"type": "ping"})
+        await ws.receive_json(timeout=2)  # subscribed
+
+        await client.delete(f"/items/{created['id']}")
+
+        assert await ws.receive_json(timeout=2) == {"type": "item.deleted", "item": created}
+
+
 async def test_bad_frames_get_an_error_message_not_a_disconnect(client: Client) -> None:
     async with client.ws_connect("/events") as ws:
         await ws.send_str("not json")

@@ -1,32 +1,73 @@
 """P14 - blocking work kept off the loop, and caught when it is not.
 
-CPU-heavy or blocking calls go to a thread (`asyncio.to_thread`) so the
-loop keeps serving. The autouse `blockbuster` fixture (conftest.py) turns a
-blocking call made on the loop by the service or the tests into a
-BlockingError, so a slip fails a test instead of slowing production.
+CPU work runs in a thread (`asyncio.to_thread`, or `loop.run_in_executor`)
+so the loop keeps serving, as a ticker task on it shows; the autouse
+`blockbuster` fixture (conftest.py) makes a blocking call on the loop raise.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 from blockbuster import BlockingError
 
+from {{ cookiecutter.package_name }} import fingerprint as fingerprint_module
 from {{ cookiecutter.package_name }}.fingerprint import fingerprint
 from {{ cookiecutter.package_name }}.items import Item
 
 from .support.clients import Client
 
 
-async def test_fingerprint_runs_in_a_thread_and_is_stable(client: Client) -> None:
+@contextlib.asynccontextmanager
+async def loop_watch() -> AsyncIterator[list[float]]:
+    """A ticker task wakes every millisecond on the loop while the block runs; at exit, gives its wake-up gaps."""
+    wakeups = [time.perf_counter()]
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(0.001)
+            wakeups.append(time.perf_counter())
+
+    ticker = asyncio.create_task(tick())
+    try:
+        yield gaps
+    finally:
+        wakeups.append(time.perf_counter())  # a stall just before the end counts too
+        ticker.cancel()
+        await asyncio.wait({ticker})
+        gaps.extend(later - earlier for earlier, later in itertools.pairwise(wakeups))
+
+
+@pytest.fixture
+async def fingerprint_seconds(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Function scope: fingerprints slowed to ~0.2 s, far above the loop's jitter; how long one takes, in a thread."""
+    monkeypatch.setattr(fingerprint_module, "ITERATIONS", 400_000)  # 4x the service's
+    started = time.perf_counter()
+    await asyncio.to_thread(fingerprint, Item(id=0, name="", quantity=0))
+    return time.perf_counter() - started
+
+
+async def test_loop_keeps_ticking_while_the_handler_fingerprints(client: Client, fingerprint_seconds: float) -> None:
     created = await (await client.post("/items", json={"name": "anvil", "quantity": 1})).json()
 
-    first, second = await asyncio.gather(client.get(f"/items/{created['id']}/fingerprint"), client.get("/health"))
+    async with loop_watch() as gaps:
+        response = await client.get(f"/items/{created['id']}/fingerprint")
 
-    assert second.status == 200
-    assert (await first.json())["fingerprint"] == await asyncio.to_thread(fingerprint, Item(**created))
+    assert max(gaps) < fingerprint_seconds / 2, f"loop stalled {max(gaps):.3f}s, fingerprint {fingerprint_seconds:.3f}s"
+    assert (await response.json())["fingerprint"] == await asyncio.to_thread(fingerprint, Item(**created))
+
+
+async def test_run_in_executor_keeps_the_loop_ticking_too(fingerprint_seconds: float) -> None:
+    async with loop_watch() as gaps:
+        await asyncio.get_running_loop().run_in_executor(None, fingerprint, Item(id=1, name="anvil", quantity=1))
+
+    assert max(gaps) < fingerprint_seconds / 2
 
 
 async def test_blocking_call_on_the_loop_is_reported() -> None:

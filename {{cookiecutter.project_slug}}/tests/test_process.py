@@ -7,6 +7,7 @@ does, then send SIGTERM while requests are in flight.
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 import time
 
@@ -15,10 +16,15 @@ import pytest
 
 from .support.service_process import launch, running_service
 
-# Stopping relies on SIGTERM, which Windows cannot send: there these tests do not apply.
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
+pytestmark = [
+    pytest.mark.heavy,  # each test starts a Python process: seconds, so `--heavy` only
+    pytest.mark.timeout(60),  # a start-up alone may take up to START_TIMEOUT (15 s) on a busy runner
+    # Stopping relies on SIGTERM, which Windows cannot send: there these tests do not apply.
+    pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals"),
+]
 
 LOAD = 300  # POSTs sent while the service is told to stop
+WAVE = 50  # POSTs started per loop step: starting 300 tasks in one step would stall the test's own loop
 CONNECTIONS = 20
 LEAKS = ("Task was destroyed", "Unclosed", "was never awaited", "Traceback")
 
@@ -33,6 +39,16 @@ async def create(session: aiohttp.ClientSession, url: str, n: int) -> tuple[int,
         return None
 
 
+async def start_load(session: aiohttp.ClientSession, url: str) -> list[asyncio.Task[tuple[int, str] | None]]:
+    """Start LOAD creates, WAVE per loop step; they go out CONNECTIONS at a time."""
+    requests = []
+    for n in range(LOAD):
+        requests.append(asyncio.create_task(create(session, url, n)))
+        if len(requests) % WAVE == 0:
+            await asyncio.sleep(0)
+    return requests
+
+
 async def answers(requests: list[asyncio.Task[tuple[int, str] | None]], count: int) -> None:
     """Return once `count` of the requests have been answered."""
     for answered, request in enumerate(asyncio.as_completed(requests), start=1):
@@ -41,12 +57,11 @@ async def answers(requests: list[asyncio.Task[tuple[int, str] | None]], count: i
             return
 
 
-@pytest.mark.timeout(60)
 async def test_sigterm_mid_load_loses_no_acknowledged_write(unused_tcp_port: int, service_env: dict[str, str]) -> None:
     async with running_service(unused_tcp_port, service_env) as service:
         connector = aiohttp.TCPConnector(limit=CONNECTIONS)
         async with aiohttp.ClientSession(connector=connector) as session:
-            requests = [asyncio.create_task(create(session, service.url, n)) for n in range(LOAD)]
+            requests = await start_load(session, service.url)
             await answers(requests, count=LOAD // 5)  # stop mid-load: some answered, many in flight
             started = time.monotonic()
             stderr = await service.stop()
@@ -78,6 +93,21 @@ async def test_startup_line_names_the_loop(unused_tcp_port: int, service_env: di
 {%- else %}
     assert "(loop: asyncio." in line
 {%- endif %}
+
+
+async def test_a_port_already_taken_stops_it_with_one_line(unused_tcp_port: int, service_env: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", unused_tcp_port))
+        taken.listen()
+        process = await launch({"HOST": "127.0.0.1", "PORT": str(unused_tcp_port), **service_env})
+        async with asyncio.timeout(15):
+            _, stderr = await process.communicate()
+
+    lines = stderr.decode().strip().splitlines()
+    assert process.returncode == 1
+    assert len(lines) == 1, lines
+    assert "cannot start:" in lines[0]
+    assert str(unused_tcp_port) in lines[0]
 
 
 @pytest.mark.parametrize(

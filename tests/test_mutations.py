@@ -1,0 +1,119 @@
+"""Every bug in tests/mutations.py makes the baked suite fail, within a minute and naming a test.
+
+One default bake per database (event_loop default); each case copies it,
+applies one mutation and runs the baked suite with `-x`. PostgreSQL cases get
+a scratch database of their own, so a mutation that commits rows cannot leave
+them in the shared `test` database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import importlib.util
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+
+from .baking import bake, package_of, run_suite
+from .mutations import MUTATIONS, Mutation
+
+pytestmark = pytest.mark.slow
+
+CASES = [
+    pytest.param(database, mutation, id=f"{mutation.id}-{database}")
+    for mutation in MUTATIONS
+    for database in mutation.databases
+]
+FUTURE = "from __future__ import annotations\n"
+FIRST_FAILURE = re.compile(r"^(?:FAILED|ERROR) tests/\S+::\S+.*$", re.MULTILINE)
+SERVER_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# pytest-randomly, when installed, would reorder the baked suite; `-p no:randomly` is an error when it is not.
+NO_RANDOM_ORDER = ("-p", "no:randomly") if importlib.util.find_spec("pytest_randomly") else ()
+
+
+@pytest.fixture(scope="session")
+def pristine(cookies_session) -> Callable[[str], Path]:  # type: ignore[no-untyped-def]
+    """Session scope: `pristine(database)` is the default bake for it, made once, never run (cases copy it)."""
+
+    @functools.cache
+    def bake_for(database: str) -> Path:
+        return bake(cookies_session, {"database": database})
+
+    return bake_for
+
+
+def apply(mutation: Mutation, project: Path) -> None:
+    """Edit `project` as `mutation` says; fail, naming it, when its text no longer occurs exactly once."""
+    path = project / mutation.path.format(package=package_of(project))
+    if not path.is_file():
+        pytest.fail(f"mutation {mutation.id}: {mutation.path} is not in the bake; update tests/mutations.py")
+    text = path.read_text(encoding="utf-8")
+    edits = [(mutation.find, mutation.replace)]
+    if mutation.add_import:
+        edits.append((FUTURE, f"{FUTURE}{mutation.add_import}\n"))
+    for find, replace in edits:
+        if (count := text.count(find)) != 1:
+            pytest.fail(
+                f"mutation {mutation.id}: the text to find occurs {count} times in {mutation.path}, not once; "
+                f"the template changed, update tests/mutations.py. Text:\n{find}",
+                pytrace=False,
+            )
+        text = text.replace(find, replace)
+    path.write_text(text, encoding="utf-8")
+
+
+async def _on_server(sql: str) -> None:
+    connection = await asyncpg.connect(SERVER_URL, timeout=5)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+@contextlib.contextmanager
+def scratch_database() -> Iterator[str]:
+    """The URL of a new, empty database on the test server, dropped afterwards."""
+    name = f"mutation_{uuid.uuid4().hex[:16]}"
+    asyncio.run(_on_server(f'CREATE DATABASE "{name}"'))
+    try:
+        yield urlsplit(SERVER_URL)._replace(path=f"/{name}").geturl()
+    finally:
+        asyncio.run(_on_server(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+@pytest.mark.parametrize(("database", "mutation"), CASES)
+def test_mutation_is_caught(
+    pristine: Callable[[str], Path],
+    database: str,
+    mutation: Mutation,
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
+) -> None:
+    source = pristine(database)
+    project = Path(shutil.copytree(source, tmp_path / source.name))
+    apply(mutation, project)
+
+    with scratch_database() if database == "postgresql" else contextlib.nullcontext() as url:
+        env: dict[str, str | None] = {"CI": "true", "TEST_DATABASE_URL": url} if url else {}
+        started = time.monotonic()
+        done = run_suite(project, "-x", *NO_RANDOM_ORDER, env=env)
+        elapsed = time.monotonic() - started
+
+    output = done.stdout + done.stderr
+    caught_by = FIRST_FAILURE.search(done.stdout)
+    record_property("caught_by", caught_by[0] if caught_by else "")
+    record_property("seconds", f"{elapsed:.1f}")
+    assert done.returncode != 0, f"{mutation.id} survived: {mutation.description}\n{done.stdout[-2000:]}"
+    assert done.returncode == 1, f"{mutation.id}: the suite could not run (exit {done.returncode}):\n{output}"
+    assert caught_by, f"{mutation.id}: no FAILED/ERROR line names a test:\n{output}"
+    assert elapsed < 60, f"{mutation.id}: caught only after {elapsed:.0f} s by {caught_by[0]}"

@@ -1,0 +1,373 @@
+"""The guards around every test: a hang, a leak or a stalled loop fails the test it happened in.
+
+A pytest plugin (listed in conftest.py's `pytest_plugins`); nothing here is
+specific to this service. For each test:
+
+- Hangs: the test body runs inside `asyncio.timeout`, and a watchdog on the
+  loop covers its fixtures' setup and teardown (the app's cleanup included).
+  Past the limit, the watchdog records where the stuck tasks wait, cancels
+  them, and stops the loop if they refuse to end; the test fails with those
+  stacks and the run goes on. `@pytest.mark.timeout(N)` sets the limit;
+  pytest-timeout (thread method) keeps a longer limit for hangs outside the
+  loop, where nothing else can help.
+- Leaks: a task the project's code started, or a thread, that outlives the
+  test fails it by name; so does an unclosed resource found by the garbage
+  collector after its teardown (a ResourceWarning).
+- Stalls: one step of the loop running longer than LOOP_STEP_LIMIT (CPU work,
+  a forgotten blocking call) fails the test, naming the task.
+  `@pytest.mark.loop_step_limit(seconds)` raises it for one test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import inspect
+import logging
+import os
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Generator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+TEST_TIMEOUT = 10.0  # seconds per phase (setup, call, teardown); @pytest.mark.timeout(N) overrides
+THREAD_EXIT_GRACE = 0.5  # how long a thread gets to end after the test that started it
+STOP_GRACE = 2.0  # after cancelling stuck tasks, how long they get before the loop is stopped under them
+# pytest-timeout's limit per test: three phases at TEST_TIMEOUT and the graces, then a margin. It only ever fires
+# for a hang the loop cannot see (a blocking call in a sync fixture), and ends the whole run when it does.
+THREAD_TIMEOUT_MARGIN = 30.0
+# The longest a single loop step may take. The suite's own longest steps (starting or closing 200 connections
+# at once) take about 0.13 s on a quiet 2-core machine, and 0.55 s under coverage with two suites running side by
+# side; 1 s leaves a slow CI runner its margin and still catches CPU work or a blocking call that stalls the
+# service for a second. Shorter stalls are the job of tests that watch the loop (test_p14_blocking.py).
+LOOP_STEP_LIMIT = 1.0
+HINTS = {
+    "Changing state of started or joined application": (
+        "An aiohttp Application can be started only once, so one app cannot go to `aiohttp_client(app)` in "
+        "several tests. Share a started client instead (a session-scoped `TestClient(TestServer(app))`, like "
+        "`shared_client` in conftest.py and tests/test_p04_shared_fixtures.py), or build the app per test."
+    ),
+}
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+LIMIT = pytest.StashKey[float]()
+STEP_LIMIT = pytest.StashKey[float]()
+BEFORE = pytest.StashKey[tuple[set[asyncio.Task[Any]], set[threading.Thread]]]()
+LONG_LIVED: set[object] = set()  # tasks and threads started by session-, package-, module- or class-scoped fixtures
+EXIT_STATUS = pytest.StashKey[int]()
+
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+WATCHED: dict[LoopFactory, LoopFactory] = {}  # one wrapper per factory: pytest-asyncio keys its loops by factory
+
+
+def watched(factory: LoopFactory) -> LoopFactory:
+    """`factory`, making loops the guards watch."""
+
+    @functools.wraps(factory)
+    def new_loop() -> asyncio.AbstractEventLoop:
+        loop = factory()
+        loop.slow_callback_duration = LOOP_STEP_LIMIT  # with asyncio_debug, longer steps are logged: see SlowSteps
+        LOOPS.add(loop)
+        if PHASE:  # a loop made during a test's setup gets that setup's watchdog too
+            PHASE[0].watch(loop)
+        return loop
+
+    return new_loop
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Generator[None, Any, Any]:
+    """Watch every loop conftest.py's hook chooses."""
+    factories = yield
+    if factories is None:
+        return None
+    return {name: WATCHED.setdefault(factory, watched(factory)) for name, factory in factories.items()}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "loop_step_limit(seconds): allow one loop step to take this long")
+    logging.getLogger("asyncio").addHandler(SLOW_STEPS)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give each test its limits, and each async test body its in-loop timeout."""
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        limit = float(marker.args[0] if marker.args else marker.kwargs["timeout"]) if marker else TEST_TIMEOUT
+        item.stash[LIMIT] = limit
+        step = item.get_closest_marker("loop_step_limit")
+        item.stash[STEP_LIMIT] = float(step.args[0]) if step else LOOP_STEP_LIMIT
+        item.add_marker(pytest.mark.timeout(3 * (limit + STOP_GRACE) + THREAD_TIMEOUT_MARGIN), append=False)
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            item.obj = _with_timeout(item.obj, limit)
+
+
+def _with_timeout(test: Callable[..., Awaitable[None]], limit: float) -> Callable[..., Awaitable[None]]:
+    @functools.wraps(test)
+    async def run_with_timeout(*args: Any, **kwargs: Any) -> None:
+        async with asyncio.timeout(limit):
+            await test(*args, **kwargs)
+
+    return run_with_timeout
+
+
+class Phase:
+    """One phase (setup, call or teardown) of a test: its deadline, and a watchdog on each loop."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.deadline = time.monotonic() + limit
+        self.watchdogs: list[Watchdog] = []
+        for loop in list(LOOPS):
+            self.watch(loop)
+
+    def watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not loop.is_closed():
+            self.watchdogs.append(Watchdog(loop, max(self.deadline - time.monotonic(), 0)))
+
+    def stacks(self) -> str:
+        return "\n".join(stack for watchdog in self.watchdogs for stack in watchdog.stacks).strip()
+
+    def disarm(self) -> None:
+        for watchdog in self.watchdogs:
+            watchdog.disarm()
+
+
+PHASE: list[Phase] = []  # the phase running now, if any
+
+
+class Watchdog:
+    """Cancels what a phase started on `loop` once it runs past `limit`; stops the loop when that is not enough.
+
+    It keeps doing so every STOP_GRACE seconds until the phase ends: a task that swallows its cancellation
+    must not hang the rest of the phase (or the loop's own shutdown) either.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: float) -> None:
+        self.loop = loop
+        self.before = set(asyncio.all_tasks(loop))
+        self.stacks: list[str] = []
+        self.handle: asyncio.TimerHandle = loop.call_later(limit, self.expire)
+
+    def expire(self) -> None:
+        stuck = [task for task in asyncio.all_tasks(self.loop) if task not in self.before and not task.done()]
+        self.stacks.extend(stack for stack in map(_stack, stuck) if stack not in self.stacks)
+        self.stacks.append("" if stuck else "(the loop was waiting on no task this test started)")
+        for task in stuck:
+            task.cancel()
+        self.handle = self.loop.call_later(STOP_GRACE, self.stop)
+
+    def stop(self) -> None:
+        self.loop.stop()
+        self.handle = self.loop.call_later(STOP_GRACE, self.expire)
+
+    def disarm(self) -> None:
+        if not self.loop.is_closed():
+            self.handle.cancel()
+
+
+def _suspended_generator(frame: FrameType) -> Any:
+    """The async generator `frame` is awaiting: one of its locals, or an attribute of one (contextlib's `self.gen`)."""
+    nearby = list(frame.f_locals.values())
+    nearby += [attribute for value in list(nearby) for attribute in getattr(value, "__dict__", {}).values()]
+    return next((value for value in nearby if inspect.isasyncgen(value) and value.ag_await), None)
+
+
+def _stack(task: asyncio.Task[Any]) -> str:
+    """Where `task` waits: its coroutine and every coroutine it awaits, outermost first."""
+    frames: list[FrameType] = []
+    awaitable: Any = task.get_coro()
+    while awaitable is not None:
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "ag_frame", None)
+        if frame is None:  # an async generator's __anext__() hides the generator: find it near the awaiting frame
+            awaitable = _suspended_generator(frames[-1]) if frames else None
+            continue
+        frames.append(frame)
+        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "ag_await", None)
+    lines = [f"{task.get_name()} waits at:"]
+    for frame in frames:
+        lines.append(f'  File "{frame.f_code.co_filename}", line {frame.f_lineno}, in {frame.f_code.co_name}')
+    return "\n".join(lines)
+
+
+class SlowSteps(logging.Handler):
+    """Keeps the durations asyncio's debug mode logs for loop steps over the loop's slow_callback_duration."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.steps: list[tuple[float, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if str(record.msg).startswith("Executing") and isinstance(record.args, tuple) and len(record.args) == 2:
+            seconds = record.args[1]
+            if isinstance(seconds, float):
+                self.steps.append((seconds, record.getMessage()))
+
+
+SLOW_STEPS = SlowSteps()
+
+
+def _guarded(item: pytest.Item, phase: str, limit: float) -> Generator[None, None, None]:
+    """Run one phase of `item` under the watchdogs and the loop-step check."""
+    PHASE[:] = [watch := Phase(limit)]
+    SLOW_STEPS.steps.clear()
+    try:
+        yield
+    except BaseException:
+        _fail_if_hung(item, phase, watch)
+        raise
+    finally:
+        PHASE.clear()
+        watch.disarm()
+    _fail_if_hung(item, phase, watch)
+    slow = [(seconds, step) for seconds, step in SLOW_STEPS.steps if seconds > item.stash[STEP_LIMIT]]
+    if slow:
+        seconds, step = max(slow)
+        pytest.fail(
+            f"one step of the event loop took {seconds:.2f} s during {phase} (limit {item.stash[STEP_LIMIT]} s): "
+            f"CPU work or a blocking call on the loop stalls every other request.\n{step}\n"
+            "Move the work to a thread (asyncio.to_thread), or raise the limit for this test with "
+            "@pytest.mark.loop_step_limit(seconds).",
+            pytrace=False,
+        )
+
+
+def _fail_if_hung(item: pytest.Item, phase: str, watch: Phase) -> None:
+    stacks = watch.stacks()
+    if stacks:
+        pytest.fail(
+            f"{item.name}: {phase} did not finish within {watch.limit} s (set the limit with "
+            f"@pytest.mark.timeout(N)); its tasks were cancelled. Where they were waiting:\n{stacks}",
+            pytrace=False,
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    item.stash[BEFORE] = (_tasks(), _threads())
+    yield from _guarded(item, "setup", item.stash[LIMIT])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    # The body's own asyncio.timeout fires first, with a plain traceback; this catches a body that ignores it.
+    yield from _guarded(item, "call", item.stash[LIMIT] + STOP_GRACE)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    yield from _guarded(item, "teardown", item.stash[LIMIT])
+    tasks_before, threads_before = item.stash[BEFORE]
+    leaked_tasks = [
+        task for task in _tasks() - tasks_before if task not in LONG_LIVED and not task.done() and _is_ours(task)
+    ]
+    leaked_threads = [thread for thread in _threads() - threads_before if thread not in LONG_LIVED]
+    for thread in leaked_threads:  # a closed connection's thread may still be on its way out
+        thread.join(THREAD_EXIT_GRACE)
+    leaked_threads = [thread for thread in leaked_threads if thread.is_alive()]
+    for task in leaked_tasks:
+        task.cancel()
+    if leaked_tasks or leaked_threads:
+        names = [repr(task) for task in leaked_tasks] + [f"thread {thread.name!r}" for thread in leaked_threads]
+        pytest.fail(
+            f"{item.name} left these running after its teardown (never awaited, cancelled or closed):\n  "
+            + "\n  ".join(names),
+            pytrace=False,
+        )
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_runtest_teardown")
+def collect_garbage(item: pytest.Item) -> None:
+    """After the fixtures' teardown, before pytest reports unraisable errors: an unclosed resource (a client session,
+    a connection, a socket) then warns during this test's teardown, not later during another test."""
+    gc.collect()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any]) -> Generator[None, Any, Any]:
+    """Remember the tasks and threads that fixtures wider than one test start: they may outlive it."""
+    if fixturedef.scope == "function":
+        return (yield)
+    tasks, threads = _tasks(), _threads()
+    try:
+        return (yield)
+    finally:
+        LONG_LIVED.update(_tasks() - tasks, _threads() - threads)
+
+
+def _tasks() -> set[asyncio.Task[Any]]:
+    return {task for loop in list(LOOPS) if not loop.is_closed() for task in asyncio.all_tasks(loop)}
+
+
+def _threads() -> set[threading.Thread]:
+    """Threads that would keep the process alive at exit (a loop's executor workers are told to stop; others not)."""
+    return {
+        thread
+        for thread in threading.enumerate()
+        if not thread.daemon and thread.is_alive() and not _is_executor_worker(thread)
+    }
+
+
+def _is_executor_worker(thread: threading.Thread) -> bool:
+    target = getattr(thread, "_target", None)  # a ThreadPoolExecutor's worker, as in asyncio.to_thread
+    return getattr(target, "__module__", None) == "concurrent.futures.thread"
+
+
+def _is_ours(task: asyncio.Task[Any]) -> bool:
+    """Whether this project's code (src or tests) runs in the task or created it, not a library on its own."""
+    code = getattr(task.get_coro(), "cr_code", None)
+    # In asyncio's debug mode (asyncio_debug = true) every task records the stack that created it.
+    created_at = [frame.filename for frame in getattr(task, "_source_traceback", None) or []]
+    return any(_in_project(filename) for filename in [*created_at, code.co_filename if code else ""])
+
+
+def _in_project(filename: str) -> bool:
+    return Path(filename).is_relative_to(PROJECT_ROOT) and ".venv" not in Path(filename).parts
+
+
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+    """Add a hint to failures whose cause is not obvious from the message alone."""
+    if call.excinfo is None:
+        return
+    text = str(call.excinfo.value)
+    for needle, hint in HINTS.items():
+        if needle in text:
+            item.add_report_section(call.when, "hint", hint)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
+    """Watch the session's own teardown too (it may be left to this point): the loop's shutdown must end."""
+    PHASE[:] = [watch := Phase(TEST_TIMEOUT)]
+    try:
+        yield
+    finally:
+        PHASE.clear()
+        watch.disarm()
+        session.config.stash[EXIT_STATUS] = int(session.exitstatus)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Exit even if a test leaked a thread (reported above): the run must never hang after its summary.
+
+    First of all plugins: once the summary is out, nothing else may stand between the run and its exit.
+    """
+    logging.getLogger("asyncio").removeHandler(SLOW_STEPS)
+    if _threads() - {threading.main_thread()}:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.flush()
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            if stream is not None:
+                stream.flush()
+        os._exit(config.stash.get(EXIT_STATUS, 1))

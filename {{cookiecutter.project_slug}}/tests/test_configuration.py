@@ -1,0 +1,97 @@
+"""Configuration, as an operator meets it: settings from the environment, the log format, the gunicorn entry point.
+
+`configure_logging` replaces the root logger's handlers, as a service should at start-up; the `root_logger`
+fixture puts pytest's back afterwards, so the tests after these still capture logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from {{ cookiecutter.package_name }}.app import create_app_from_env
+from {{ cookiecutter.package_name }}.keys import SETTINGS
+from {{ cookiecutter.package_name }}.logs import configure_logging
+from {{ cookiecutter.package_name }}.settings import Settings, SettingsError
+
+
+@pytest.fixture
+def root_logger() -> Iterator[logging.Logger]:
+    """Function scope: the root logger, with the handlers and level it had before the test put back after it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield root
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_every_variable_is_read() -> None:
+    env = {"HOST": "0.0.0.0", "PORT": "9001", "UPSTREAM_TIMEOUT": "2.5", "MAX_BODY_BYTES": "1024"}
+
+    settings = Settings.from_env({**env, "LOG_FORMAT": "json", "LOG_LEVEL": "DEBUG"})
+
+    assert (settings.host, settings.port, settings.upstream_timeout, settings.max_body_bytes) == (
+        "0.0.0.0",
+        9001,
+        2.5,
+        1024,
+    )
+    assert (settings.log_format, settings.log_level) == ("json", "DEBUG")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PORT": "0"}, "PORT must be a number from 1 to 65535, got '0'"),
+        ({"PORT": "65536"}, "PORT must be a number from 1 to 65535, got '65536'"),
+        ({"UPSTREAM_TIMEOUT": "soon"}, "UPSTREAM_TIMEOUT must be a number from 0.001 to 600, got 'soon'"),
+        ({"MAX_BODY_BYTES": "0"}, "MAX_BODY_BYTES must be a number from 1 to 1073741824, got '0'"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'LOUD'"),
+    ],
+    ids=["port-zero", "port-too-high", "timeout-not-a-number", "no-body-allowed", "unknown-level"],
+)
+def test_a_bad_value_is_refused_with_its_variable_and_the_rule(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        Settings.from_env(env)
+
+
+def test_json_logs_are_one_object_per_line_with_the_traceback_inside(
+    root_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(Settings(log_format="json", log_level="INFO"))
+    log = logging.getLogger("{{ cookiecutter.package_name }}.handlers")
+
+    log.debug("not at INFO")
+    log.info("created item %d", 7)
+    try:
+        raise ValueError("the disk is full")
+    except ValueError:
+        log.exception("could not store item %d", 8)
+
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [(line["level"], line["logger"], line["message"]) for line in lines] == [
+        ("INFO", "{{ cookiecutter.package_name }}.handlers", "created item 7"),
+        ("ERROR", "{{ cookiecutter.package_name }}.handlers", "could not store item 8"),
+    ]
+    assert "exception" not in lines[0]
+    assert lines[1]["exception"].startswith("Traceback")
+    assert "ValueError: the disk is full" in lines[1]["exception"]
+
+
+def test_the_gunicorn_entry_point_reads_the_environment_and_sets_up_logging(
+    root_logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPSTREAM_TIMEOUT", "2.5")
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+
+    app = create_app_from_env()
+
+    assert app[SETTINGS].upstream_timeout == 2.5
+    assert root_logger.level == logging.WARNING
