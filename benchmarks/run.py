@@ -1,6 +1,6 @@
 """Benchmark the baked service against a bare aiohttp app doing the same work, and time the baked test suite.
 
-    python benchmarks/run.py                       # about 8 minutes on 2 cores; rewrites results.md and results.png
+    python benchmarks/run.py                       # about 5 minutes on 2 cores; rewrites results.md and results.png
     python benchmarks/run.py --quick --output DIR  # a smoke run, well under a minute; its figures mean nothing
 
 Leg 1 bakes the template (database sqlite and postgresql, event_loop uvloop), starts each bake with
@@ -335,7 +335,7 @@ def markdown(title: str, settings: Settings, facts: dict[str, str], pairs: list[
             ratios = pair.ratios(path)
             met = "yes" if statistics.median(ratios) >= FLOOR else "**NO**"
             label = f"baked / bare, {pair.database}, {pair.loop}, `{path}`"
-            lines.append(f"| {label} | >= {FLOOR:.2f}x | {spread(ratios, '.2f', 'x')} | {met} |")
+            lines.append(f"| {label} | >= {FLOOR:.2f}x | {spread(ratios, '.3f', 'x')} | {met} |")
     lines += [
         "",
         "## Throughput and latency",
