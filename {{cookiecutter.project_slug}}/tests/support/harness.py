@@ -21,6 +21,7 @@ specific to this service. For each test:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import inspect
@@ -30,7 +31,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -90,7 +91,10 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> G
     factories = yield
     if factories is None:
         return None
-    return {name: WATCHED.setdefault(factory, watched(factory)) for name, factory in factories.items()}
+    for factory in factories.values():
+        if factory not in WATCHED:
+            WATCHED[factory] = watched(factory)
+    return {name: WATCHED[factory] for name, factory in factories.items()}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -216,18 +220,26 @@ class SlowSteps(logging.Handler):
 SLOW_STEPS = SlowSteps()
 
 
-def _guarded(item: pytest.Item, phase: str, limit: float) -> Generator[None, None, None]:
-    """Run one phase of `item` under the watchdogs and the loop-step check."""
+@contextlib.contextmanager
+def _watching(limit: float) -> Iterator[Phase]:
+    """Watchdogs on every loop, and on loops made meanwhile, for as long as the block runs."""
     PHASE[:] = [watch := Phase(limit)]
-    SLOW_STEPS.steps.clear()
     try:
-        yield
-    except BaseException:
-        _fail_if_hung(item, phase, watch)
-        raise
+        yield watch
     finally:
         PHASE.clear()
         watch.disarm()
+
+
+def _guarded(item: pytest.Item, phase: str, limit: float) -> Generator[None, None, None]:
+    """Run one phase of `item` under the watchdogs and the loop-step check."""
+    SLOW_STEPS.steps.clear()
+    with _watching(limit) as watch:
+        try:
+            yield
+        except BaseException:
+            _fail_if_hung(item, phase, watch)
+            raise
     _fail_if_hung(item, phase, watch)
     slow = [(seconds, step) for seconds, step in SLOW_STEPS.steps if seconds > item.stash[STEP_LIMIT]]
     if slow:
@@ -347,12 +359,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
     """Watch the session's own teardown too (it may be left to this point): the loop's shutdown must end."""
-    PHASE[:] = [watch := Phase(TEST_TIMEOUT)]
     try:
-        yield
+        with _watching(TEST_TIMEOUT):
+            yield
     finally:
-        PHASE.clear()
-        watch.disarm()
         session.config.stash[EXIT_STATUS] = int(session.exitstatus)
 
 
