@@ -142,8 +142,13 @@ async def test_leaks_a_database_connection(tmp_path):
     await aiosqlite.connect(str(tmp_path / "leak.db"))
 
 
+async def poll_forever():
+    while True:
+        await asyncio.sleep(3600)
+
+
 async def test_leaks_a_task():
-    asyncio.create_task(asyncio.sleep(3600))
+    asyncio.create_task(poll_forever())
 
 
 async def test_holds_the_loop_with_cpu_work():

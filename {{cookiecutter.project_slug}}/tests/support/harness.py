@@ -10,12 +10,13 @@ specific to this service. For each test:
   stacks and the run goes on. `@pytest.mark.timeout(N)` sets the limit;
   pytest-timeout (thread method) keeps a longer limit for hangs outside the
   loop, where nothing else can help.
-- Leaks: a task the project's code started, or a thread, that outlives the
-  test fails it by name; so does an unclosed resource found by the garbage
+- Leaks: a task running the project's code (or, in asyncio's debug mode, one
+  the project's code started), or a thread, that outlives the test fails it
+  by name; so does an unclosed resource found by the garbage
   collector after its teardown (a ResourceWarning).
 - Stalls: one step of the loop running longer than LOOP_STEP_LIMIT (CPU work,
-  a forgotten blocking call) fails the test, naming the task.
-  `@pytest.mark.loop_step_limit(seconds)` raises it for one test.
+  a forgotten blocking call) fails the test with the stack that held the
+  loop. `@pytest.mark.loop_step_limit(seconds)` raises it for one test.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ import contextlib
 import functools
 import gc
 import inspect
-import logging
 import os
 import sys
 import threading
 import time
+import traceback
 import weakref
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from pathlib import Path
@@ -49,6 +50,8 @@ THREAD_TIMEOUT_MARGIN = 30.0
 # side; 1 s leaves a slow CI runner its margin and still catches CPU work or a blocking call that stalls the
 # service for a second. Shorter stalls are the job of tests that watch the loop (test_p14_blocking.py).
 LOOP_STEP_LIMIT = 1.0
+PING_INTERVAL = 0.02  # how often the stall monitor pings a running loop: a step is measured to within this
+STACK_DEPTH = 8  # innermost frames of the loop thread's stack shown for a stall
 HINTS = {
     "Changing state of started or joined application": (
         "An aiohttp Application can be started only once, so one app cannot go to `aiohttp_client(app)` in "
@@ -76,7 +79,6 @@ def watched(factory: LoopFactory) -> LoopFactory:
     @functools.wraps(factory)
     def new_loop() -> asyncio.AbstractEventLoop:
         loop = factory()
-        loop.slow_callback_duration = LOOP_STEP_LIMIT  # with asyncio_debug, longer steps are logged: see SlowSteps
         LOOPS.add(loop)
         if PHASE:  # a loop made during a test's setup gets that setup's watchdog too
             PHASE[0].watch(loop)
@@ -99,7 +101,7 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> G
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "loop_step_limit(seconds): allow one loop step to take this long")
-    logging.getLogger("asyncio").addHandler(SLOW_STEPS)
+    STALLS.start()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -203,21 +205,70 @@ def _stack(task: asyncio.Task[Any]) -> str:
     return "\n".join(lines)
 
 
-class SlowSteps(logging.Handler):
-    """Keeps the durations asyncio's debug mode logs for loop steps over the loop's slow_callback_duration."""
+class Stalls(threading.Thread):
+    """Pings every running loop from a thread: a ping the loop leaves unanswered past the limit is a stalled step.
+
+    Unlike asyncio's debug mode this works the same on every loop, costs nothing measurable, and catches the
+    culprit in the act: the report is the loop thread's stack at the moment the limit passed.
+    """
 
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.steps: list[tuple[float, str]] = []
+        super().__init__(name="loop-stall-monitor", daemon=True)
+        self.limit = LOOP_STEP_LIMIT
+        self.found: list[tuple[float, str]] = []
+        self.armed = threading.Event()
+        self.pinging = threading.Lock()
+        self.loop_threads: dict[asyncio.AbstractEventLoop, int] = {}
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if str(record.msg).startswith("Executing") and isinstance(record.args, tuple) and len(record.args) == 2:
-            seconds = record.args[1]
-            if isinstance(seconds, float):
-                self.steps.append((seconds, record.getMessage()))
+    def watch(self, limit: float) -> None:
+        self.limit, self.found = limit, []
+        self.armed.set()
+
+    def pause(self) -> None:
+        """Stop pinging, once the ping in flight (if any) has its answer."""
+        self.armed.clear()
+        with self.pinging:
+            pass
+
+    def run(self) -> None:
+        while self.armed.wait():
+            with self.pinging:
+                for loop in list(LOOPS):
+                    if loop.is_running():
+                        self.ping(loop)
+            time.sleep(PING_INTERVAL)
+
+    def ping(self, loop: asyncio.AbstractEventLoop) -> None:
+        answered = threading.Event()
+        sent = time.monotonic()
+        try:
+            loop.call_soon_threadsafe(self.answer, loop, answered)
+        except RuntimeError:  # closed meanwhile
+            return
+        if _answered(loop, answered, self.limit):
+            return
+        frame = sys._current_frames().get(self.loop_threads.get(loop, threading.main_thread().ident or 0))
+        stack = "".join(traceback.format_stack(frame)[-STACK_DEPTH:]) if frame else ""
+        _answered(loop, answered, float("inf"))  # how long the step really takes
+        self.found.append((time.monotonic() - sent, stack))
+
+    def answer(self, loop: asyncio.AbstractEventLoop, answered: threading.Event) -> None:
+        self.loop_threads[loop] = threading.get_ident()
+        answered.set()
 
 
-SLOW_STEPS = SlowSteps()
+def _answered(loop: asyncio.AbstractEventLoop, answered: threading.Event, seconds: float) -> bool:
+    """Whether `loop` answered a ping (or stopped running, so will not) within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not answered.wait(PING_INTERVAL):
+        if not loop.is_running():
+            return True
+        if time.monotonic() > deadline:
+            return False
+    return True
+
+
+STALLS = Stalls()
 
 
 @contextlib.contextmanager
@@ -233,20 +284,21 @@ def _watching(limit: float) -> Iterator[Phase]:
 
 def _guarded(item: pytest.Item, phase: str, limit: float) -> Generator[None, None, None]:
     """Run one phase of `item` under the watchdogs and the loop-step check."""
-    SLOW_STEPS.steps.clear()
+    STALLS.watch(item.stash[STEP_LIMIT])
     with _watching(limit) as watch:
         try:
             yield
         except BaseException:
             _fail_if_hung(item, phase, watch)
             raise
+        finally:
+            STALLS.pause()
     _fail_if_hung(item, phase, watch)
-    slow = [(seconds, step) for seconds, step in SLOW_STEPS.steps if seconds > item.stash[STEP_LIMIT]]
-    if slow:
-        seconds, step = max(slow)
+    if STALLS.found:
+        seconds, stack = max(STALLS.found)
         pytest.fail(
             f"one step of the event loop took {seconds:.2f} s during {phase} (limit {item.stash[STEP_LIMIT]} s): "
-            f"CPU work or a blocking call on the loop stalls every other request.\n{step}\n"
+            f"CPU work or a blocking call on the loop stalls every other request. The loop was here:\n{stack}"
             "Move the work to a thread (asyncio.to_thread), or raise the limit for this test with "
             "@pytest.mark.loop_step_limit(seconds).",
             pytrace=False,
@@ -335,9 +387,10 @@ def _is_executor_worker(thread: threading.Thread) -> bool:
 
 
 def _is_ours(task: asyncio.Task[Any]) -> bool:
-    """Whether this project's code (src or tests) runs in the task or created it, not a library on its own."""
+    """Whether the task runs this project's code (src or tests), or was created by it: not a library's own task
+    (a closed server's connection handlers end a little later). Where a task was created is known only in asyncio's
+    debug mode (--heavy), where every task records that stack."""
     code = getattr(task.get_coro(), "cr_code", None)
-    # In asyncio's debug mode (asyncio_debug = true) every task records the stack that created it.
     created_at = [frame.filename for frame in getattr(task, "_source_traceback", None) or []]
     return any(_in_project(filename) for filename in [*created_at, code.co_filename if code else ""])
 
@@ -372,7 +425,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
     First of all plugins: once the summary is out, nothing else may stand between the run and its exit.
     """
-    logging.getLogger("asyncio").removeHandler(SLOW_STEPS)
     if _threads() - {threading.main_thread()}:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:

@@ -1,10 +1,13 @@
 """The `--heavy` option: slow proof is opt-in, so a plain `python -m pytest` takes seconds.
 
 Heavy proof is a test marked `@pytest.mark.heavy` (real server processes,
-hundreds of concurrent clients) and Hypothesis at its full example counts.
-A plain run leaves the marked tests out, says so in one line, and gives
-each Hypothesis test a few examples; `python -m pytest --heavy` (what CI
-runs) includes everything. `--hypothesis-profile NAME` still picks any profile.
+hundreds of concurrent clients), Hypothesis at its full example counts, and
+asyncio's debug mode (every task and future remembers where it was created,
+for the reports of a leak or a never-awaited coroutine). A plain run leaves
+the marked tests out, says so in one line, gives each Hypothesis test a few
+examples and runs the loop without debug mode; `python -m pytest --heavy`
+(what CI runs) includes everything. `--hypothesis-profile NAME` still picks
+any profile, and `--asyncio-debug` turns debug mode on for any run.
 """
 
 from __future__ import annotations
@@ -31,8 +34,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before Hypothesis' own plugin, which builds on the profile loaded here
 def pytest_configure(config: pytest.Config) -> None:
+    heavy = config.getoption("--heavy")
     if config.getoption("--hypothesis-profile", default=None) is None:  # a profile asked for by name wins
-        settings.load_profile("heavy" if config.getoption("--heavy") else "quick")
+        settings.load_profile("heavy" if heavy else "quick")
+    if heavy:
+        config.option.asyncio_debug = True  # as --asyncio-debug, which pytest-asyncio reads when it makes a loop
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -51,6 +57,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     if left_out:
         tests = "test" if left_out == 1 else "tests"
         terminalreporter.write_line(
-            f"{left_out} heavy {tests} left out, Hypothesis at {settings().max_examples} examples per test: "
+            f"{left_out} heavy {tests} left out, Hypothesis at {settings().max_examples} examples per test, "
+            "no asyncio debug mode: "
             "`python -m pytest --heavy` runs the full proof"
         )
