@@ -30,7 +30,12 @@ POSTGRESQL = [
     "tests/test_faults_postgresql.py",
     "compose.yaml",
 ]
-ANY_DATABASE = [f"{PACKAGE}/migrations.py", "tests/test_p03_database_rollback.py"]
+ANY_DATABASE = [
+    f"{PACKAGE}/migrations.py",
+    "tests/test_p03_database_rollback.py",
+    "tests/test_events_across_processes.py",
+    "tests/support/event_stream.py",
+]
 
 REMOVE: dict[tuple[str, str], list[str]] = {
     ("database", "sqlite"): MEMORY + POSTGRESQL,

@@ -74,22 +74,48 @@ MUTATIONS = [
         "delete-missing-answers-204",
         "DELETE of an id that names no item answers 204 instead of 404",
         HANDLERS,
-        '    if item is None:\n        raise no_such_item()\n    request.app[HUB].publish("item.deleted", item)\n',
-        '    if item is not None:\n        request.app[HUB].publish("item.deleted", item)\n',
+        "    if item is None:\n        raise no_such_item()\n    request.app[HUB].wake()\n",
+        "    if item is not None:\n        request.app[HUB].wake()\n",
     ),
     Mutation(
-        "created-event-not-published",
-        "POST /items stores the item but never tells the websocket subscribers",
-        HANDLERS,
-        '    request.app[HUB].publish("item.created", item)\n',
-        "",
+        "created-event-trigger-missing",
+        "the migration records no event for a created item: subscribers never hear of new items",
+        "src/{package}/migrations/sqlite/0002_create_events.sql",
+        "CREATE TRIGGER item_created AFTER INSERT ON items BEGIN",
+        "CREATE TRIGGER item_created AFTER INSERT ON items WHEN 0 BEGIN",
+        databases=("sqlite",),
     ),
     Mutation(
-        "deleted-event-not-published",
-        "DELETE /items/{id} removes the item but never tells the websocket subscribers",
-        HANDLERS,
-        '    request.app[HUB].publish("item.deleted", item)\n',
+        "deleted-event-trigger-missing",
+        "the migration records no event for a deleted item: subscribers keep showing it",
+        "src/{package}/migrations/postgresql/0002_create_events.sql",
+        "CREATE TRIGGER item_deleted AFTER DELETE ON items\n"
+        "    FOR EACH ROW EXECUTE FUNCTION record_item_event('item.deleted');\n",
         "",
+        databases=("postgresql",),
+    ),
+    Mutation(
+        "hub-not-woken",
+        "POST /items stores the item but never wakes the hub: with nothing else watching, no one hears of it",
+        HANDLERS,
+        "    item = await request.app[STORE].add(parse_new_item(await read_json(request)))\n"
+        "    request.app[HUB].wake()\n",
+        "    item = await request.app[STORE].add(parse_new_item(await read_json(request)))\n",
+        databases=("none",),
+    ),
+    Mutation(
+        "replay-skipped",
+        "a subscriber resuming with ?after=<id> gets only new events, not the ones it missed",
+        EVENTS,
+        "        self.cursor = hub.head if after is None else after",
+        "        self.cursor = hub.head",
+    ),
+    Mutation(
+        "retention-bound-off-by-one",
+        "a subscriber resuming from the oldest id still kept is refused with 410",
+        HANDLERS,
+        "after < hub.head - EVENT_RETENTION",
+        "after <= hub.head - EVENT_RETENTION",
     ),
     Mutation(
         "sync-sleep-in-handler",
@@ -108,45 +134,46 @@ MUTATIONS = [
     ),
     Mutation(
         "swallowed-cancellation",
-        "the event worker catches CancelledError to close its subscribers and never re-raises it",
+        "a subscriber's sender catches CancelledError with the other errors: cancelled, it closes the socket itself",
         EVENTS,
-        "        finally:\n            await self.close_subscribers()\n",
-        "        except asyncio.CancelledError:\n            await self.close_subscribers()\n",
+        '        except Exception:\n            log.exception("sending events failed")\n',
+        '        except BaseException:\n            log.exception("sending events failed")\n',
     ),
     Mutation(
         "slow-subscriber-not-dropped",
-        "sends to a subscriber have no timeout: one that stops reading stalls every other subscriber",
+        "a subscriber whose buffer is full silently misses events instead of being closed and told to resume",
         EVENTS,
-        "                async with asyncio.timeout(SEND_TIMEOUT):\n"
-        "                    await subscriber.send_str(message)\n",
-        "                await subscriber.send_str(message)\n",
+        "        except asyncio.QueueFull:\n"
+        '            self.close(WSCloseCode.TRY_AGAIN_LATER, f"too slow: {BUFFER} events behind")\n',
+        "        except asyncio.QueueFull:\n            pass\n",
+    ),
+    Mutation(
+        "stalled-send-without-timeout",
+        "sends to a subscriber have no timeout: one that stops reading keeps its sender (and its socket) forever",
+        EVENTS,
+        "            async with asyncio.timeout(SEND_TIMEOUT):\n"
+        "                await self.subscriber.send_str(message)\n",
+        "            await self.subscriber.send_str(message)\n",
     ),
     Mutation(
         "failed-subscriber-not-dropped",
-        "a subscriber whose send failed is closed but stays subscribed, and is sent every later event",
+        "a subscriber whose connection broke stays subscribed, and every later event is offered to it",
         EVENTS,
-        "                self.subscribers.discard(subscriber)\n",
-        "",
+        "        except ConnectionError:  # the subscriber went away; its handler ends the subscription\n"
+        "            self.hub.subscriptions.discard(self)\n",
+        "        except ConnectionError:  # the subscriber went away; its handler ends the subscription\n"
+        "            pass\n",
     ),
     Mutation(
-        "queue-never-joined",
-        "shutdown closes the subscribers without first delivering the events still queued",
+        "hub-tasks-not-awaited",
+        "the cleanup context stops the hub's tasks but does not wait for them to finish",
         EVENTS,
-        "        with contextlib.suppress(TimeoutError):\n"
-        "            async with asyncio.timeout(DRAIN_TIMEOUT):\n"
-        "                await self.queue.join()\n",
+        "    await asyncio.wait({watch, delivery})\n",
         "",
-    ),
-    Mutation(
-        "hub-worker-not-awaited",
-        "the cleanup context cancels the event worker but does not wait for it to finish",
-        EVENTS,
-        "    worker.cancel()\n    with contextlib.suppress(asyncio.CancelledError):\n        await worker\n",
-        "    worker.cancel()\n",
     ),
     Mutation(
         "shutdown-hub-not-registered",
-        "the app no longer drains events and closes websockets on shutdown",
+        "the app no longer closes its websockets on shutdown: the server waits on every subscriber",
         "src/{package}/app.py",
         "    app.on_shutdown.append(shutdown_hub)\n",
         "",
@@ -234,8 +261,8 @@ MUTATIONS = [
         "commit-instead-of-rollback-postgresql",
         "the per-test transaction is committed instead of rolled back: tests see each other's rows",
         "tests/support/postgresql_fixtures.py",
-        "await transaction.rollback()",
-        "await transaction.commit()",
+        "            await transaction.rollback()",
+        "            await transaction.commit()",
         databases=("postgresql",),
     ),
     Mutation(
@@ -274,13 +301,13 @@ MUTATIONS = [
         "    try:\n"
         "        async with pool.acquire() as connection:\n"
         "            await migrate(connection)\n"
-        "        app[STORE] = PostgresItemStore(pool.acquire)\n"
+        "        app[STORE] = PostgresItemStore(pool.acquire, listen_url=url)\n"
         "        yield\n"
         "    finally:\n"
         "        await pool.close()\n",
         "    async with pool.acquire() as connection:\n"
         "        await migrate(connection)\n"
-        "    app[STORE] = PostgresItemStore(pool.acquire)\n"
+        "    app[STORE] = PostgresItemStore(pool.acquire, listen_url=url)\n"
         "    yield\n",
         databases=("postgresql",),
     ),

@@ -104,13 +104,14 @@ def app(settings: Settings, store: ItemStore) -> web.Application:
 
 
 @pytest.fixture
-async def client(aiohttp_client: AiohttpClient, app: web.Application) -> Client:
-    """Function scope: an HTTP client for `app`, closed after the test."""
+async def client(app: web.Application, aiohttp_client: AiohttpClient) -> Client:
+    """Function scope: an HTTP client for `app`, closed after the test (and so before the store's teardown, as
+    `app` comes first: fixtures end in the reverse order of their start)."""
     return await aiohttp_client(app)
 
 
 @pytest.fixture
-def client_with(aiohttp_client: AiohttpClient, settings: Settings, store: ItemStore) -> ClientFactory:
+def client_with(settings: Settings, store: ItemStore, aiohttp_client: AiohttpClient) -> ClientFactory:
     """Function scope: `await client_with(upstream_timeout=0.05)` gives a client for such an app."""
 
     async def build(**changes: Any) -> Client:

@@ -14,9 +14,22 @@ from aiohttp.test_utils import TestServer
 from pytest_mock import MockerFixture
 
 from {{ cookiecutter.package_name }} import handlers
-from {{ cookiecutter.package_name }}.items import ItemStore, NewItem, ValidationError
+from {{ cookiecutter.package_name }}.items import (
+    EVENT_PRUNE_EVERY,
+    EVENT_RETENTION,
+    ItemStore,
+    NewItem,
+    ValidationError,
+)
 
 from .support.clients import JSON_HEADERS, Client, ClientFactory
+
+WEBSOCKET_HANDSHAKE = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version": "13",
+}
 
 
 async def error_of(response: ClientResponse) -> Any:
@@ -165,3 +178,30 @@ async def test_any_handler_gets_json_errors_from_the_route_table(
 
     assert response.status == 400
     assert await error_of(response) == "invalid"
+
+
+async def test_resuming_from_before_the_kept_events_gets_410(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handlers, "EVENT_RETENTION", 1)  # keep only the newest event id
+    async with client.ws_connect("/events") as ws:
+        await ws.send_json({"type": "ping"})
+        await ws.receive_json(timeout=2)  # subscribed
+        for name in ("older", "newest"):
+            await client.post("/items", json={"name": name})
+        older, newest = [await ws.receive_json(timeout=2) for _ in range(2)]
+
+    async with client.ws_connect(f"/events?after={older['id']}") as ws:  # the newest is kept: it comes
+        assert (await ws.receive_json(timeout=2))["id"] == newest["id"]
+    response = await client.get(f"/events?after={older['id'] - 1}", headers=WEBSOCKET_HANDSHAKE)
+    assert response.status == 410
+    assert await error_of(response) == "events_expired"
+
+
+@pytest.mark.heavy  # 11,000 writes
+@pytest.mark.timeout(60)
+async def test_the_store_keeps_the_newest_events_and_prunes_older_ones(store: ItemStore) -> None:
+    for n in range(EVENT_RETENTION + EVENT_PRUNE_EVERY):
+        await store.add(NewItem(name=f"item {n}", quantity=0))
+
+    newest = await store.last_event_id()
+    [oldest] = await store.events_after(0, 1)
+    assert newest - EVENT_RETENTION - EVENT_PRUNE_EVERY < oldest.id <= newest - EVENT_RETENTION + 1

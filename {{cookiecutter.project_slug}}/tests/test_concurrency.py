@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import socket
+import time
 from collections.abc import Awaitable, Iterable
 from typing import TypeVar
 
@@ -12,15 +16,16 @@ from aiohttp import WSCloseCode
 
 from {{ cookiecutter.package_name }} import events
 from {{ cookiecutter.package_name }}.events import Hub
-from {{ cookiecutter.package_name }}.items import ItemStore
+from {{ cookiecutter.package_name }}.items import ItemStore, NewItem
 
 from .support.clients import Client
-from .support.subscribers import RecordingSubscriber
+from .support.subscribers import GoneSubscriber, RecordingSubscriber, StalledSubscriber
 
 WRITERS = 200
 WAVE = 50  # writers started per loop step
 SUBSCRIBERS = 20
 EVENTS = 30
+STUCK_LOAD = 1500  # creates while one subscriber reads nothing: enough to fill its link (~1,000) and its buffer
 T = TypeVar("T")
 
 
@@ -78,35 +83,78 @@ async def test_every_subscriber_receives_every_event_in_order(client: Client) ->
         await asyncio.gather(*(ws.close() for ws in sockets))
 
 
-class GoneSubscriber(RecordingSubscriber):
-    """A client whose connection broke."""
-
-    async def send_str(self, data: str) -> None:
-        raise ConnectionResetError("connection reset by peer")
-
-
-class StalledSubscriber(RecordingSubscriber):
-    """A client that stopped reading: sending to it never finishes."""
-
-    async def send_str(self, data: str) -> None:
-        await asyncio.Event().wait()
-
-
 async def test_a_gone_or_stalled_subscriber_is_dropped_and_the_others_get_every_event(
-    monkeypatch: pytest.MonkeyPatch,
+    store: ItemStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(events, "SEND_TIMEOUT", 0.05)  # how long a send may take before its subscriber is dropped
-    hub = Hub()
+    hub = Hub(store)
     healthy, gone, stalled = RecordingSubscriber(), GoneSubscriber(), StalledSubscriber()
-    hub.subscribers.update([healthy, gone, stalled])
+    delivery = asyncio.create_task(hub.run())
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            for subscriber in (healthy, gone, stalled):
+                await stack.enter_async_context(hub.subscribe(subscriber, None, None))
+            for n in range(3):
+                await store.add(NewItem(name=f"event {n}", quantity=n))
+                hub.wake()
 
-    for n in range(3):
-        await hub.deliver(f"event {n}")
+            assert await healthy.received(3) == ["event 0", "event 1", "event 2"]
+            assert await stalled.closed() == WSCloseCode.TRY_AGAIN_LATER
+            assert len(hub.subscriptions) == 1
+    finally:
+        hub.stop()
+        await delivery
+    assert (gone.close_code, healthy.close_code) == (None, None)  # a gone client is let go, not closed again
 
-    assert healthy.messages == ["event 0", "event 1", "event 2"]
-    assert hub.subscribers == {healthy}
-    assert (gone.close_code, stalled.close_code, healthy.close_code) == (
-        WSCloseCode.TRY_AGAIN_LATER,
-        WSCloseCode.TRY_AGAIN_LATER,
-        None,
+
+async def never_reading_subscriber(client: Client) -> socket.socket:
+    """A raw socket that asks for /events, then never reads a byte, on a link that buffers little (2 KB on its
+    side, 4 KB on the server's: the kernel would otherwise hold megabytes before a send has to wait)."""
+    loop = asyncio.get_running_loop()
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    stuck.setblocking(False)
+    await loop.sock_connect(stuck, (client.server.host, client.server.port))
+    upgrade = (
+        "GET /events HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
+    await loop.sock_sendall(stuck, upgrade.encode())
+    server = client.server.runner.server if client.server.runner else None
+    assert server is not None
+    for _ in range(200):  # until the server has taken the connection (2 s at most)
+        await asyncio.sleep(0.01)
+        if ours := [c.transport for c in server.connections if c.peername == stuck.getsockname() and c.transport]:
+            ours[0].get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            return stuck
+    raise AssertionError("the server never took the connection")
+
+
+@pytest.mark.heavy  # hundreds of creates: `--heavy` only
+@pytest.mark.timeout(60)
+async def test_a_subscriber_that_never_reads_holds_up_no_one(
+    client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(events, "BUFFER", 100)  # events a subscriber may fall behind: fewer, for a shorter test
+    caplog.set_level(logging.INFO, logger=events.__name__)
+    names = [f"{n:04} {'x' * 195}" for n in range(STUCK_LOAD)]  # 200 characters each, as in the report
+    with await never_reading_subscriber(client):
+        async with client.ws_connect("/events") as ws:
+            await ws.send_json({"type": "ping"})
+            await ws.receive_json(timeout=2)  # subscribed
+
+            await concurrently(client.post("/items", json={"name": name}) for name in names)
+            received = [await ws.receive_json(timeout=5) for _ in names]
+
+        assert sorted(event["item"]["name"] for event in received) == names
+        assert [event["id"] for event in received] == sorted(event["id"] for event in received)
+        assert "closing an event subscriber (too slow" in caplog.text  # the one that reads nothing, and only it
+        async with client.ws_connect("/events") as late:
+            await late.send_json({"type": "ping"})
+            await late.receive_json(timeout=2)
+            await client.post("/items", json={"name": "after the crowd"})
+            assert (await late.receive_json(timeout=1))["item"]["name"] == "after the crowd"
+
+        started = time.monotonic()
+        await client.server.close()
+        assert time.monotonic() - started < 2, "shutdown waited on the subscriber that reads nothing"

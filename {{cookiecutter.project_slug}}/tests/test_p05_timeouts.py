@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from {{ cookiecutter.package_name }}.events import Hub
+from {{ cookiecutter.package_name }}.items import ItemStore
 from {{ cookiecutter.package_name }}.upstream import UpstreamTimeout, fetch_status
 
 from .support.clients import ClientFactory
@@ -26,11 +27,11 @@ async def test_asyncio_timeout_bounds_a_slow_upstream_call(upstream: TestServer)
                 await session.get(upstream.make_url("/slow"))
 
 
-async def test_wait_for_gives_up_on_an_empty_queue() -> None:
-    hub = Hub()
+async def test_wait_for_gives_up_when_nothing_wakes_the_hub(store: ItemStore) -> None:
+    hub = Hub(store)
 
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(hub.queue.get(), timeout=0.05)
+        await asyncio.wait_for(hub.woken.wait(), timeout=0.05)
 
 
 async def test_session_timeout_becomes_upstream_timeout(upstream: TestServer) -> None:

@@ -10,7 +10,7 @@ from aiohttp import WSMsgType, web
 from .errors import json_error
 from .events import reply_to
 from .fingerprint import fingerprint
-from .items import Item, parse_item_id, parse_new_item, parse_page
+from .items import EVENT_RETENTION, Item, parse_after, parse_item_id, parse_new_item, parse_page
 from .keys import HUB, SETTINGS, STORE, UPSTREAM
 from .upstream import fetch_status
 
@@ -68,9 +68,9 @@ async def find_item(request: web.Request) -> Item:
 
 
 async def create_item(request: web.Request) -> web.Response:
-    """POST /items: store an item, tell the subscribers."""
+    """POST /items: store an item (and its event), tell the subscribers."""
     item = await request.app[STORE].add(parse_new_item(await read_json(request)))
-    request.app[HUB].publish("item.created", item)
+    request.app[HUB].wake()
     return web.json_response(item.to_json(), status=201, headers={"Location": f"/items/{item.id}"})
 
 
@@ -87,11 +87,11 @@ async def get_item(request: web.Request) -> web.Response:
 
 
 async def delete_item(request: web.Request) -> web.Response:
-    """DELETE /items/{id}: remove it, tell the subscribers."""
+    """DELETE /items/{id}: remove it (recording its event), tell the subscribers."""
     item = await request.app[STORE].delete(item_id_of(request))
     if item is None:
         raise no_such_item()
-    request.app[HUB].publish("item.deleted", item)
+    request.app[HUB].wake()
     return web.Response(status=204)
 
 
@@ -109,20 +109,22 @@ async def upstream_status(request: web.Request) -> web.Response:
 
 
 async def events(request: web.Request) -> web.WebSocketResponse:
-    """GET /events (websocket): item events as they happen; answers {"type": "ping"}."""
+    """GET /events[?after=<id>] (websocket): item events as they happen, first those after `id`; answers pings."""
+    after = parse_after(request.query)
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=WS_MAX_MESSAGE)
     if not ws.can_prepare(request).ok:
         raise json_error(web.HTTPBadRequest, "websocket_required", "connect with a websocket client")
-    await ws.prepare(request)
     hub = request.app[HUB]
-    hub.subscribers.add(ws)
-    try:
-        async for message in ws:
-            if message.type is WSMsgType.ERROR:  # e.g. a frame over WS_MAX_MESSAGE: aiohttp closes with 1009
-                break
-            await ws.send_str(reply_to(message.data if message.type is WSMsgType.TEXT else None))
-    except ConnectionError:  # the client went away mid-reply
-        pass
-    finally:
-        hub.subscribers.discard(ws)
+    if after is not None and after < hub.head - EVENT_RETENTION:
+        hint = f"only the newest {EVENT_RETENTION} events are kept: list /items, then subscribe without 'after'"
+        raise json_error(web.HTTPGone, "events_expired", hint)
+    await ws.prepare(request)
+    async with hub.subscribe(ws, request.transport, after):
+        try:
+            async for message in ws:
+                if message.type is WSMsgType.ERROR:  # e.g. a frame over WS_MAX_MESSAGE: aiohttp closes with 1009
+                    break
+                await ws.send_str(reply_to(message.data if message.type is WSMsgType.TEXT else None))
+        except ConnectionError:  # the client went away mid-reply
+            pass
     return ws

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -11,6 +12,10 @@ QUANTITY_MAX = 2**31 - 1
 ID_MAX = 2**63 - 1
 ID_MAX_DIGITS = len(str(ID_MAX))
 PAGE_MAX = 100
+# Events kept for subscribers that resume: those with the newest EVENT_RETENTION ids. Every EVENT_PRUNE_EVERY-th
+# event removes older ones{% if cookiecutter.database != "none" %} (the store's migrations say the same numbers){% endif %}.
+EVENT_RETENTION = 10_000
+EVENT_PRUNE_EVERY = 1_000
 
 
 class ValidationError(ValueError):
@@ -38,6 +43,19 @@ class Item:
         return {"id": self.id, "name": self.name, "quantity": self.quantity}
 
 
+@dataclass(slots=True)
+class ItemEvent:
+    """A change to an item, as the store recorded it with the change: ids grow in the order changes were made."""
+
+    id: int
+    type: str  # item.created or item.deleted
+    item: Item
+
+    def message(self) -> str:
+        """The text frame subscribers receive."""
+        return json.dumps({"id": self.id, "type": self.type, "item": self.item.to_json()})
+
+
 class ItemStore(Protocol):
     """Where items live: the app's store module implements this."""
 
@@ -59,6 +77,19 @@ class ItemStore(Protocol):
 
     async def ping(self) -> None:
         """Return when the store can serve requests now; raise when it cannot."""
+        ...
+
+    async def events_after(self, after: int, limit: int) -> Sequence[ItemEvent]:
+        """The events recorded with each add and delete, oldest first, from the one after id `after`."""
+        ...
+
+    async def last_event_id(self) -> int:
+        """The id of the newest event (0 when there is none)."""
+        ...
+
+    async def watch(self, wake: Callable[[], None]) -> None:
+        """Call `wake` whenever another process may have added events, until cancelled (or return at once when
+        no other process can)."""
         ...
 
 
@@ -108,6 +139,11 @@ def parse_page(query: Mapping[str, str]) -> tuple[int, int]:
     limit = _parse_bounded(query, "limit", default=20, low=1, high=PAGE_MAX)
     offset = _parse_bounded(query, "offset", default=0, low=0, high=ID_MAX)
     return limit, offset
+
+
+def parse_after(query: Mapping[str, str]) -> int | None:
+    """The event id a subscriber resumes after, if it gave one."""
+    return _parse_bounded(query, "after", default=0, low=0, high=ID_MAX) if "after" in query else None
 
 
 def _parse_bounded(query: Mapping[str, str], key: str, *, default: int, low: int, high: int) -> int:

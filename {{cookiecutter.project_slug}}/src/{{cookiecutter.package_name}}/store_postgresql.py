@@ -1,14 +1,18 @@
 """Items in PostgreSQL through an asyncpg pool.
 
 The store borrows a connection per call through an `acquire` function (the
-pool's own in the service), and every statement commits on its own.
+pool's own in the service), and every statement commits on its own. A
+write's event is added by a trigger in the same transaction, which also
+sends a NOTIFY (migrations/postgresql/0002_create_events.sql); every process
+LISTENs on a connection of its own, and catches up whenever it reconnects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 
 import asyncpg
@@ -16,7 +20,7 @@ from aiohttp import web
 from asyncpg.pool import PoolConnectionProxy
 
 from . import migrations
-from .items import Item, NewItem
+from .items import Item, ItemEvent, NewItem
 from .keys import SETTINGS, STORE
 
 Connection = asyncpg.Connection | PoolConnectionProxy
@@ -26,6 +30,10 @@ POOL_SIZE = (2, 10)  # connections kept open, at most
 CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 10.0
 MIGRATION_LOCK = 0x17E5  # pg_advisory_xact_lock key: one migrator at a time
+EVENT_CHANNEL = "item_events"  # what the events trigger NOTIFYs
+RECONNECT_DELAY = (0.1, 5.0)  # seconds before the listener reconnects: first, then doubling up to the last
+
+log = logging.getLogger(__name__)
 
 # Server errors, a closed or broken connection (InternalClientError: a connection cut mid-query), no route.
 CONNECTION_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError)
@@ -65,8 +73,10 @@ async def migrate(connection: Connection) -> None:
 class PostgresItemStore:
     """The items table, reached through borrowed connections."""
 
-    def __init__(self, acquire: Acquire) -> None:
+    def __init__(self, acquire: Acquire, listen_url: str | None = None) -> None:
+        """`listen_url`: where `watch` LISTENs for events (None: watch returns, no other process writes)."""
         self._acquire = acquire
+        self._listen_url = listen_url
 
     async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
         try:
@@ -98,6 +108,59 @@ class PostgresItemStore:
         """Check that the items table answers."""
         await self._fetch("SELECT 1 FROM items LIMIT 0")
 
+    async def events_after(self, after: int, limit: int) -> Sequence[ItemEvent]:
+        sql = "SELECT id, type, item_id, name, quantity FROM events WHERE id > $1 ORDER BY id LIMIT $2"
+        return [ItemEvent(row[0], row[1], Item(*row[2:])) for row in await self._fetch(sql, after, limit)]
+
+    async def last_event_id(self) -> int:
+        [[last]] = await self._fetch("SELECT coalesce(max(id), 0) FROM events")
+        return int(last)
+
+    async def watch(self, wake: Callable[[], None]) -> None:
+        """LISTEN for the events trigger's NOTIFY on a connection of its own; reconnect (and catch up) when it is
+        lost, sooner first, then less and less often."""
+        if self._listen_url is None:
+            return
+        delay = RECONNECT_DELAY[0]
+        while True:
+            try:
+                connection = await connect_whole(self._listen_url)
+            except CONNECTION_ERRORS as error:
+                log.warning("event listener: %s; retrying in %.1f s", unavailable(error), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_DELAY[1])
+                continue
+            delay = RECONNECT_DELAY[0]
+            try:
+                await listen(connection, wake)
+            except CONNECTION_ERRORS as error:
+                log.warning("event listener: %s; reconnecting", unavailable(error))
+            finally:
+                connection.terminate()  # closed already, or a connection in an unknown state
+
+
+async def connect_whole(url: str) -> asyncpg.Connection:
+    """A new connection to `url`. Cancelled, it first lets the attempt end (and closes what it made): asyncpg
+    cancelled during its TLS negotiation leaves a future with an exception nobody retrieves, which asyncio then
+    logs as an error with a traceback (a service whose port is taken would not stop with one line)."""
+    attempt = asyncio.ensure_future(asyncpg.connect(url, timeout=CONNECT_TIMEOUT))
+    try:
+        return await asyncio.shield(attempt)
+    except asyncio.CancelledError:
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            (await attempt).terminate()
+        raise
+
+
+async def listen(connection: asyncpg.Connection, wake: Callable[[], None]) -> None:
+    """Call `wake` on every event NOTIFY, and once at the start (to catch up); return when the connection is lost."""
+    lost = asyncio.Event()
+    connection.add_termination_listener(lambda _: lost.set())
+    await connection.add_listener(EVENT_CHANNEL, lambda *_: wake())
+    wake()
+    await lost.wait()
+    log.warning("event listener: the connection was closed; reconnecting")
+
 
 async def store_context(app: web.Application) -> AsyncIterator[None]:
     """Open a pool to DATABASE_URL, migrate, close the pool at exit."""
@@ -109,7 +172,7 @@ async def store_context(app: web.Application) -> AsyncIterator[None]:
     try:
         async with pool.acquire() as connection:
             await migrate(connection)
-        app[STORE] = PostgresItemStore(pool.acquire)
+        app[STORE] = PostgresItemStore(pool.acquire, listen_url=url)
         yield
     finally:
         await pool.close()

@@ -1,7 +1,10 @@
 """Items in SQLite through aiosqlite: one connection per app, one statement per write.
 
 The connection runs in autocommit mode, so every write is committed before
-its response is sent.
+its response is sent. A write's event is added by a trigger in the same
+statement (migrations/sqlite/0002_create_events.sql). Processes sharing the
+file learn of each other's events by polling for new ids every
+EVENT_POLL_INTERVAL seconds.
 """
 
 from __future__ import annotations
@@ -9,18 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import aiosqlite
 from aiohttp import web
 
 from . import migrations
-from .items import Item, NewItem
+from .items import Item, ItemEvent, NewItem
 from .keys import SETTINGS, STORE
 
 URL_PREFIX = "sqlite:///"
 BUSY_TIMEOUT_MS = 5000  # how long a write waits for another process's lock before failing
+EVENT_POLL_INTERVAL = 0.1  # seconds: the longest another process's event waits to be seen here (a cheap query)
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -117,6 +121,20 @@ class SqliteItemStore:
         """Check that the file takes writes: take the write lock and let it go, in one script."""
         with database_errors():  # one script, so no other caller's statement lands in between
             await self._connection.executescript("BEGIN IMMEDIATE; ROLLBACK;")
+
+    async def events_after(self, after: int, limit: int) -> Sequence[ItemEvent]:
+        sql = "SELECT id, type, item_id, name, quantity FROM events WHERE id > ? ORDER BY id LIMIT ?"
+        return [ItemEvent(row[0], row[1], Item(*row[2:])) for row in await self._fetch(sql, (after, limit))]
+
+    async def last_event_id(self) -> int:
+        [[last]] = await self._fetch("SELECT coalesce(max(id), 0) FROM events", ())
+        return int(last)
+
+    async def watch(self, wake: Callable[[], None]) -> None:
+        """Other processes may write the same file: look for their events every EVENT_POLL_INTERVAL."""
+        while True:
+            await asyncio.sleep(EVENT_POLL_INTERVAL)
+            wake()
 
 
 async def store_context(app: web.Application) -> AsyncIterator[None]:

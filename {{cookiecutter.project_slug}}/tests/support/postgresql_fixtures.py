@@ -62,7 +62,8 @@ async def store(database: asyncpg.Connection, acquire: Acquire) -> AsyncIterator
     try:
         yield PostgresItemStore(acquire)
     finally:
-        await transaction.rollback()
+        async with acquire():  # once a query the app may still be running (its event reader) has finished
+            await transaction.rollback()
 
 
 @pytest.fixture
