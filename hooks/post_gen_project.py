@@ -35,6 +35,7 @@ ANY_DATABASE = [
     "tests/test_p03_database_rollback.py",
     "tests/test_events_across_processes.py",
     "tests/support/event_stream.py",
+    "tests/support/gunicorn_process.py",
 ]
 
 REMOVE: dict[tuple[str, str], list[str]] = {

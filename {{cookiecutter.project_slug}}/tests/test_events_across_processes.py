@@ -29,7 +29,8 @@ import asyncpg
 import pytest
 
 from .support.event_stream import Event, EventStream, subscribed
-from .support.service_process import running_gunicorn, running_service
+from .support.gunicorn_process import running_gunicorn
+from .support.service_process import running_service
 
 pytestmark = [
     pytest.mark.heavy,  # each test starts Python processes: seconds, so `--heavy` only

@@ -1,4 +1,4 @@
-"""Run the service as a real process: `python -m {{ cookiecutter.package_name }}`, or gunicorn as the README shows."""
+"""Run the service as a real process, the way `python -m {{ cookiecutter.package_name }}` does."""
 
 from __future__ import annotations
 
@@ -6,26 +6,15 @@ import asyncio
 import os
 import signal
 import sys
-import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
 SERVICE = ("{{ cookiecutter.package_name }}",)
-# The README's gunicorn command, less its --bind.
-GUNICORN = (
-    "gunicorn",
-    "{{ cookiecutter.package_name }}.app:create_app_from_env()",
-    "--worker-class",
-    "aiohttp.{% if cookiecutter.event_loop == "uvloop" %}GunicornUVLoopWebWorker{% else %}GunicornWebWorker{% endif %}",
-    "--workers",
-    "2",
-)
 
 
 @dataclass
@@ -41,27 +30,6 @@ class Service:
         async with asyncio.timeout(STOP_TIMEOUT):
             _, stderr = await self.process.communicate()
         return stderr.decode()
-
-
-@dataclass
-class Gunicorn(Service):
-    """gunicorn's master process, where it listens, and its access log: `<worker pid> <request line> <status>`."""
-
-    access_log: Path
-
-    async def worker_of(self, session: aiohttp.ClientSession) -> str:
-        """The pid of the worker holding `session`'s connection (give it a connector with limit=1: a websocket
-        opened next in `session` then reuses that connection, and so that worker)."""
-        probe = f"probe={uuid.uuid4().hex}"
-        async with session.get(f"{self.url}/health?{probe}") as response:
-            assert response.status == 200
-        async with asyncio.timeout(STOP_TIMEOUT):  # the worker writes the line once it has answered
-            while True:
-                lines = (await asyncio.to_thread(self.access_log.read_text)).splitlines()
-                for line in lines:
-                    if probe in line:
-                        return line.split()[0]
-                await asyncio.sleep(0.02)
 
 
 async def launch(env: Mapping[str, str], command: Sequence[str] = SERVICE) -> asyncio.subprocess.Process:
@@ -88,32 +56,6 @@ async def running_service(port: int, env: Mapping[str, str]) -> AsyncIterator[Se
         if process.returncode is None:
             process.kill()
             await process.wait()
-
-
-@asynccontextmanager
-async def running_gunicorn(port: int, env: Mapping[str, str], access_log: Path) -> AsyncIterator[Gunicorn]:
-    """The README's gunicorn command (2 workers) on 127.0.0.1:`port`, answering /health; stopped at exit."""
-    process = await launch(
-        env,
-        [
-            *GUNICORN,
-            *("--bind", f"127.0.0.1:{port}", "--no-control-socket"),  # no control socket in the home folder
-            *("--access-logfile", str(access_log), "--access-logformat", "%P %r %s"),  # aiohttp's format letters
-        ],
-    )
-    service = Gunicorn(process, f"http://127.0.0.1:{port}", access_log)
-    try:
-        await wait_until_healthy(service)
-        yield service
-    finally:
-        if process.returncode is None:
-            process.terminate()  # not SIGKILL: that would leave the workers running
-            try:
-                async with asyncio.timeout(STOP_TIMEOUT):
-                    await process.wait()
-            except TimeoutError:
-                process.kill()
-                await process.wait()
 
 
 async def wait_until_healthy(service: Service) -> None:
