@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -16,6 +17,17 @@ PAGE_MAX = 100
 # event removes older ones{% if cookiecutter.database != "none" %} (the store's migrations say the same numbers){% endif %}.
 EVENT_RETENTION = 10_000
 EVENT_PRUNE_EVERY = 1_000
+
+
+# What a name may not hold, by kind: everything else, from accents to emoji joined with U+200D, is text people
+# write. Controls and lone surrogates corrupt logs and break UTF-8; bidirectional overrides make text display in
+# an order other than the one stored ("Trojan Source").
+UNSAFE_KINDS = {
+    "".join(map(chr, [*range(0x00, 0x20), *range(0x7F, 0xA0)])): "a control character",
+    "".join(map(chr, range(0xD800, 0xE000))): "a lone surrogate",
+    "".join(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)])): "a bidirectional override",
+}
+UNSAFE_CHARACTER = re.compile("[" + re.escape("".join(UNSAFE_KINDS)) + "]")
 
 
 class ValidationError(ValueError):
@@ -109,12 +121,13 @@ def _parse_name(value: object) -> str:
     name = value.strip()
     if not 1 <= len(name) <= NAME_MAX_LENGTH:
         raise ValidationError(f"'name' must hold 1 to {NAME_MAX_LENGTH} characters")
-    if "\x00" in name or not name.isprintable():
-        raise ValidationError("'name' must not contain control characters")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError("'name' must be valid Unicode text") from None
+    unsafe = UNSAFE_CHARACTER.search(name)
+    if unsafe:
+        character = unsafe[0]
+        kind = next(kind for characters, kind in UNSAFE_KINDS.items() if character in characters)
+        raise ValidationError(
+            f"'name' must not contain U+{ord(character):04X} ({kind}), found at character {unsafe.start() + 1}"
+        )
     return name
 
 
