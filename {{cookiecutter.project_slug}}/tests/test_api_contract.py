@@ -114,6 +114,16 @@ async def test_deeply_nested_body_gets_400(client: Client) -> None:
     assert await error_of(response) in {"malformed_json", "invalid"}
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_not_in_its_content_encoding_gets_400(client: Client, encoding: str) -> None:
+    headers = {**JSON_HEADERS, "Content-Encoding": encoding}
+
+    response = await client.post("/items", data=b'{"name": "not compressed"}', headers=headers)
+
+    assert response.status == 400
+    assert await error_of(response) == "malformed_body"
+
+
 async def test_wrong_content_type_gets_415(client: Client) -> None:
     response = await client.post("/items", data="name=lamp", headers={"Content-Type": "text/plain"})
 

@@ -40,6 +40,11 @@ async def read_json(request: web.Request) -> object:
         raise json_error(
             web.HTTPRequestEntityTooLarge, "too_large", f"the body exceeds {limit} bytes", max_size=limit
         ) from None
+    except web.RequestPayloadError:  # e.g. a body that is not in the Content-Encoding it claims
+        refused = json_error(web.HTTPBadRequest, "malformed_body", "the body does not match its Content-Encoding")
+        request.content.feed_eof()  # the rest is unreadable too: answer without reading it, then close
+        refused.force_close()
+        raise refused from None
     try:
         return json.loads(body)
     except (ValueError, RecursionError):
