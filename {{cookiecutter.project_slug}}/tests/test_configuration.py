@@ -32,6 +32,11 @@ def root_logger() -> Iterator[logging.Logger]:
     root.setLevel(level)
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "::1", "localhost", "service-1.internal", "10.0.0.7"])
+def test_a_host_may_be_an_address_or_a_name(host: str) -> None:
+    assert Settings.from_env({"HOST": host}).host == host
+
+
 def test_every_variable_is_read() -> None:
     env = {"HOST": "0.0.0.0", "PORT": "9001", "UPSTREAM_TIMEOUT": "2.5", "MAX_BODY_BYTES": "1024"}
 
@@ -54,8 +59,10 @@ def test_every_variable_is_read() -> None:
         ({"UPSTREAM_TIMEOUT": "soon"}, "UPSTREAM_TIMEOUT must be a number from 0.001 to 600, got 'soon'"),
         ({"MAX_BODY_BYTES": "0"}, "MAX_BODY_BYTES must be a number from 1 to 1073741824, got '0'"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'LOUD'"),
+        ({"HOST": "999.1.1.1"}, "HOST must be an IP address or a host name, got '999.1.1.1'"),
+        ({"HOST": "my_host"}, "HOST must be an IP address or a host name, got 'my_host'"),
     ],
-    ids=["port-zero", "port-too-high", "timeout-not-a-number", "no-body-allowed", "unknown-level"],
+    ids=["port-zero", "port-too-high", "timeout-not-a-number", "no-body-allowed", "unknown-level", "ip-typo", "host"],
 )
 def test_a_bad_value_is_refused_with_its_variable_and_the_rule(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=re.escape(message)):
@@ -95,3 +102,17 @@ def test_the_gunicorn_entry_point_reads_the_environment_and_sets_up_logging(
 
     assert app[SETTINGS].upstream_timeout == 2.5
     assert root_logger.level == logging.WARNING
+
+
+def test_a_bad_setting_under_gunicorn_is_one_line_and_stops_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PORT", "eighty")
+
+    with pytest.raises(SystemExit) as stopped:
+        create_app_from_env()
+
+    assert stopped.value.code == 3  # gunicorn: the worker cannot boot, so stop rather than restart it
+    said = capsys.readouterr().err
+    assert said.endswith(": PORT must be a number from 1 to 65535, got 'eighty'\n")
+    assert said.count("\n") == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from aiohttp import web
 
 from .events import hub_context, shutdown_hub
@@ -9,9 +11,11 @@ from .items import ItemStore
 from .keys import SETTINGS, STORE
 from .logs import configure_logging
 from .routes import add_routes
-from .settings import Settings
+from .settings import Settings, SettingsError
 from .{{ "store_memory" if cookiecutter.database == "none" else "store_" ~ cookiecutter.database }} import store_context
 from .upstream import upstream_context
+
+WORKER_BOOT_ERROR = 3  # gunicorn's exit code for a worker that cannot start
 
 
 def create_app(settings: Settings, store: ItemStore | None = None) -> web.Application:
@@ -30,7 +34,15 @@ def create_app(settings: Settings, store: ItemStore | None = None) -> web.Applic
 
 
 def create_app_from_env() -> web.Application:
-    """The service configured from the environment, for process managers (gunicorn's aiohttp workers)."""
-    settings = Settings.from_env()
+    """The service configured from the environment, for process managers (gunicorn's aiohttp workers).
+
+    A bad setting is one line on stderr, then exit code 3, which tells gunicorn the worker cannot boot: it stops
+    instead of restarting it over and over, each time with a traceback.
+    """
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"{{ cookiecutter.package_name }}: {error}", file=sys.stderr)
+        raise SystemExit(WORKER_BOOT_ERROR) from None
     configure_logging(settings)
     return create_app(settings)

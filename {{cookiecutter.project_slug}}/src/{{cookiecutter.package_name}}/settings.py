@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
 N = TypeVar("N", int, float)
+HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
 
 
 class SettingsError(ValueError):
@@ -36,7 +39,7 @@ class Settings:
         """Build settings from the variables listed in .env.example; unset ones keep their defaults."""
         defaults = cls()
         return cls(
-            host=env.get("HOST", defaults.host),
+            host=_host(env, "HOST", defaults.host),
             port=_number(env, "PORT", defaults.port, int, 1, 65535),
 {%- if cookiecutter.database != "none" %}
             database_url=env.get("DATABASE_URL", defaults.database_url),
@@ -60,6 +63,17 @@ def _number(env: Mapping[str, str], key: str, default: N, kind: type[N], low: N,
     if not low <= value <= high:
         raise SettingsError(f"{key} must be a number from {low} to {high}, got {text!r}")
     return value
+
+
+def _host(env: Mapping[str, str], key: str, default: str) -> str:
+    """An IP address, or a host name that is not numbers alone (999.1.1.1 is a typo, not a name)."""
+    host = env.get(key, default)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if len(host) > 253 or not HOST_NAME.fullmatch(host) or host.replace(".", "").isdigit():
+            raise SettingsError(f"{key} must be an IP address or a host name, got {host!r}") from None
+    return host
 
 
 def _choice(env: Mapping[str, str], key: str, default: str, allowed: tuple[str, ...]) -> str:
