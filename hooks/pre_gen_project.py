@@ -12,24 +12,46 @@ import json
 import keyword
 import re
 import sys
+import unicodedata
 from collections.abc import Mapping
 
 PACKAGE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 PROJECT_SLUG = re.compile(r"^[a-z0-9]+(?:[-_.][a-z0-9]+)*$")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# What the build backend (hatchling, through email.headerregistry) writes into the package metadata: a dot-atom
+# local part, and a domain of at least two dot-separated labels of letters, digits and inner hyphens.
+ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+EMAIL = re.compile(rf"^{ATOM}(?:\.{ATOM})*@{LABEL}(?:\.{LABEL})+$", re.ASCII)
 PACKAGE_MAX = 32  # the name starts every import line; longer ones push lines past the formatter's limit
 SLUG_MAX = 64
+# Controls (newline, tab, DEL, C1), lone surrogates, and line and paragraph separators: the metadata refuses
+# the first ("address parts cannot contain CR or LF"), UTF-8 cannot hold the second, the third break lines.
+FORBIDDEN_CATEGORIES = {
+    "Cc": "a control character",
+    "Cs": "a lone surrogate",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
 
 # sys.stdlib_module_names leaves out CPython's own test suite package.
 STDLIB = frozenset(sys.stdlib_module_names) | {"test"}
-# Import names of the baked project's own dependencies and tools, and its tests package.
-TAKEN_NAMES = frozenset(
+# Top-level import names (lowercase) of every distribution a baked project installs: its dependencies for every
+# database answer with every extra, the build backend, pip, setuptools and gunicorn (the README has users install
+# it), and all of theirs. Generated: tests/test_hooks.py recomputes it and prints the literal to paste on a change.
+DEPENDENCY_NAMES = frozenset(
     {
-        "aiohttp", "aiosignal", "aiosqlite", "asyncpg", "asyncpg_stubs", "attr", "attrs", "blockbuster",
-        "frozenlist", "hatchling", "hypothesis", "multidict", "mypy", "propcache", "pytest", "pytest_aiohttp",
-        "pytest_asyncio", "pytest_mock", "pytest_timeout", "ruff", "setuptools", "tests", "uvloop", "yarl",
+        "_distutils_hack", "_hypothesis_ftz_detector", "_hypothesis_globals", "_hypothesis_pytestplugin", "_pytest",
+        "aiohappyeyeballs", "aiohttp", "aiosignal", "aiosqlite", "ast_serialize", "asyncpg", "attr", "attrs",
+        "blockbuster", "coverage", "forbiddenfruit", "frozenlist", "gunicorn", "hatchling", "hypothesis", "idna",
+        "iniconfig", "librt", "multidict", "mypy", "mypy_extensions", "mypyc", "packaging", "pathspec", "pip",
+        "pkg_resources", "pluggy", "propcache", "py", "pygments", "pytest", "pytest_aiohttp", "pytest_asyncio",
+        "pytest_cov", "pytest_mock", "pytest_randomly", "pytest_timeout", "ruff", "setuptools", "sortedcontainers",
+        "tomlkit", "trove_classifiers", "typing_extensions", "uvloop", "yarl",
     }
 )  # fmt: skip
+# Written by hand: top-level folders of the baked project itself (pytest imports its tests as `tests`).
+PROJECT_NAMES = frozenset({"tests"})
+TAKEN_NAMES = DEPENDENCY_NAMES | PROJECT_NAMES
 
 
 class AnswerError(ValueError):
@@ -41,7 +63,7 @@ def check_package_name(name: str) -> None:
     example = "use something like 'order_service'"
     if not name:
         raise AnswerError(f"package_name is empty; {example}")
-    if not PACKAGE_NAME.match(name):
+    if not PACKAGE_NAME.fullmatch(name):
         rule = "is not a lowercase Python identifier (a-z, 0-9 and _, not starting with a digit)"
         raise AnswerError(f"package_name {name!r} {rule}; {example}")
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
@@ -59,28 +81,41 @@ def check_package_name(name: str) -> None:
 def check_project_slug(slug: str) -> None:
     """The slug names the folder, the distribution and the command: lowercase words joined by '-'."""
     example = "use something like 'order-service'"
-    if not PROJECT_SLUG.match(slug):
+    if not slug:
+        raise AnswerError(f"project_slug is empty; {example}")
+    if not PROJECT_SLUG.fullmatch(slug):
         rule = "is not a valid distribution name (lowercase letters and digits, words joined by -)"
         raise AnswerError(f"project_slug {slug!r} {rule}; {example}")
     if len(slug) > SLUG_MAX:
         raise AnswerError(f"project_slug {slug!r} is longer than {SLUG_MAX} characters; {example}")
 
 
+def check_characters(key: str, value: str) -> None:
+    """Free text may hold any printable character, but no control character or line break."""
+    for position, character in enumerate(value, start=1):
+        if (kind := FORBIDDEN_CATEGORIES.get(unicodedata.category(character))) is not None:
+            where = f"U+{ord(character):04X}, {kind}, at character {position}"
+            raise AnswerError(f"{key} {value!r} contains {where}; give one line of printable text")
+
+
 def check_text(key: str, value: str) -> None:
     """Free text may hold anything printable, but not nothing."""
     if not value.strip():
         raise AnswerError(f"{key} is empty; give a few words, e.g. 'Order Service'")
+    check_characters(key, value)
 
 
 def check_email(email: str) -> None:
-    """The author e-mail must look like one (it goes into pyproject's authors)."""
-    if not EMAIL.match(email):
-        raise AnswerError(f"author_email {email!r} is not an e-mail address; use something like 'you@example.com'")
+    """The author e-mail must be one the package metadata accepts (it goes into pyproject's authors)."""
+    if not EMAIL.fullmatch(email):
+        rule = "is not an address the package metadata accepts (name@domain.tld, no quotes, commas or brackets)"
+        raise AnswerError(f"author_email {email!r} {rule}; use something like 'you@example.com'")
 
 
 def validate(answers: Mapping[str, object]) -> None:
     """Raise AnswerError for the first answer that breaks a rule."""
     check_text("project_name", str(answers["project_name"]))
+    check_characters("description", str(answers["description"]))
     check_text("author_name", str(answers["author_name"]))
     check_project_slug(str(answers["project_slug"]))
     check_package_name(str(answers["package_name"]))

@@ -6,14 +6,18 @@ import importlib.util
 import json
 import sys
 import tomllib
+from email.errors import HeaderParseError
+from email.headerregistry import Address, HeaderRegistry
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-from cookiecutter.exceptions import FailedHookException
+from cookiecutter.exceptions import FailedHookException, OutputDirExistsException
 from cookiecutter.main import cookiecutter
+from packaging.requirements import Requirement
 
-from .baking import CHOICES, ROOT, run
+from .baking import CHOICES, COMBINATIONS, PYTHONS, ROOT, bake, run
+from .dependency_names import frozenset_literal, project_requirements, taken_import_names
 
 TEMPLATE = ROOT / "{{cookiecutter.project_slug}}"
 
@@ -50,6 +54,17 @@ BAD_PACKAGES = {
     "pytest": "dependency",
     "asyncpg": "dependency",
     "aiosqlite": "dependency",
+    # Dependencies of dependencies, build and install tools: each would shadow a module the project imports.
+    "idna": "dependency",
+    "aiohappyeyeballs": "dependency",
+    "typing_extensions": "dependency",
+    "packaging": "dependency",
+    "pluggy": "dependency",
+    "pygments": "dependency",
+    "_pytest": "dependency",
+    "pip": "dependency",
+    "gunicorn": "dependency",
+    "hatchling": "dependency",
     "tests": "dependency or folder",
     "a" * 33: "longer than 32",
 }
@@ -76,6 +91,32 @@ def test_good_package_names_pass(name: str) -> None:
     pre_gen.check_package_name(name)
 
 
+# Installed with a baked project although no pyproject.toml lists them: pip and setuptools come with every virtual
+# environment the README has users make, and the README has users `pip install gunicorn` to serve on every core.
+TOOLS = ["pip", "setuptools", "gunicorn"]
+
+
+def test_dependency_names_are_the_import_names_of_the_baked_dependency_tree(cookies) -> None:  # type: ignore[no-untyped-def]
+    roots = [Requirement(tool) for tool in TOOLS]
+    for answers in COMBINATIONS:
+        project = bake(cookies, answers)
+        roots += project_requirements(tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8")))
+
+    names, missing = taken_import_names(roots, PYTHONS)
+
+    assert not missing, (
+        f"{sorted(missing)} are in a baked project's dependency tree but not installed here, so their import "
+        "names are unknown: add them to requirements-test.txt and install it"
+    )
+    literal = frozenset_literal("DEPENDENCY_NAMES", names)
+    hook = (ROOT / "hooks" / "pre_gen_project.py").read_text(encoding="utf-8")
+    if literal not in hook:
+        changes = f"new {sorted(names - pre_gen.DEPENDENCY_NAMES)}, gone {sorted(pre_gen.DEPENDENCY_NAMES - names)}"
+        message = f"the dependency tree's import names changed ({changes}); in hooks/pre_gen_project.py, make it"
+        pytest.fail(f"{message}\n\n{literal}\n", pytrace=False)
+    assert pre_gen.TAKEN_NAMES == pre_gen.DEPENDENCY_NAMES | pre_gen.PROJECT_NAMES
+
+
 @pytest.mark.parametrize(("slug", "rule"), BAD_SLUGS.items(), ids=lambda value: repr(value)[:20])
 def test_bad_slug_is_refused_with_its_rule(slug: str, rule: str) -> None:
     with pytest.raises(pre_gen.AnswerError, match=rule):
@@ -89,8 +130,12 @@ def test_bad_slug_is_refused_with_its_rule(slug: str, rule: str) -> None:
         ({"project_slug": "Bad Slug", "package_name": "ok"}, "project_slug"),
         ({"project_name": "   ", "project_slug": "blank-name"}, "project_name"),
         ({"author_email": "not-an-email"}, "author_email"),
+        ({"author_email": "a,b@example.com"}, "author_email"),
+        ({"author_name": "Ada\nLovelace"}, "author_name"),
+        ({"description": "two\nlines"}, "description"),
+        ({"package_name": ""}, "package_name"),
     ],
-    ids=["package", "slug", "name", "email"],
+    ids=["package", "slug", "name", "email", "email-comma", "author-newline", "description-newline", "empty-package"],
 )
 def test_bad_answer_stops_the_bake_with_one_line_and_leaves_nothing(
     cookies, tmp_path: Path, capfd: pytest.CaptureFixture[str], answers: dict[str, str], key: str
@@ -104,16 +149,150 @@ def test_bad_answer_stops_the_bake_with_one_line_and_leaves_nothing(
     assert [path for path in (tmp_path / "cookies").rglob("*") if path.is_file()] == []
 
 
+CONTROL_CHARACTERS = ["\n", "\r", "\t", "\x00", "\x1b", "\x7f", "\x85", "\u2028", "\u2029", "\ud800"]
+FREE_TEXT = ["project_name", "description", "author_name"]
+GOOD_ANSWERS = {
+    "project_name": "Order Service",
+    "project_slug": "order-service",
+    "package_name": "order_service",
+    "description": "Orders.",
+    "author_name": "Ada",
+    "author_email": "ada@example.com",
+}
+
+
+@pytest.mark.parametrize("key", FREE_TEXT)
+@pytest.mark.parametrize("character", CONTROL_CHARACTERS, ids=lambda character: f"U+{ord(character):04X}")
+def test_control_character_in_free_text_is_refused_naming_it(key: str, character: str) -> None:
+    answers = GOOD_ANSWERS | {key: f"Order{character}Service"}
+
+    with pytest.raises(pre_gen.AnswerError, match=rf"^{key} .* contains U\+{ord(character):04X}, .* at character 6;"):
+        pre_gen.validate(answers)
+
+
+def test_a_newline_in_the_author_is_what_the_package_metadata_refuses() -> None:
+    # hatchling writes `Author-email` with email.headerregistry.Address, which refuses CR and LF.
+    with pytest.raises(ValueError, match="cannot contain CR or LF"):
+        Address(display_name="Ada\nLovelace", addr_spec="ada@example.com")
+
+
+def author_email_header(name: str, email: str) -> list[tuple[str, str]]:
+    """What the build backend makes of pyproject's authors, read back as an installer reads the metadata.
+
+    hatchling writes `Author-email: {str(Address(display_name=name, addr_spec=email))}` and reads the header
+    back with email.headerregistry; the same two steps here, so an address they refuse fails as a build would.
+    """
+    header = str(Address(display_name=name, addr_spec=email))
+    parsed = HeaderRegistry()("resent-from", header)
+    return [(address.display_name, address.addr_spec) for address in parsed.addresses]
+
+
+GOOD_EMAILS = [
+    "o'brien+tag@mail.example.org",
+    "first.last@example.co.uk",
+    "x@a-b.example",
+    "!#$%&'*+/=?^_`{|}~-@example.com",
+    "UPPER@EXAMPLE.COM",
+    "digits123@123.example",
+]
+# Each of these makes the project unbuildable (the metadata refuses it) or is not an address at all.
+UNBUILDABLE_EMAILS = ["a,b@x.y", "a<b>@x.y", 'a"b@x.y', "a b@x.y", "a..b@x.y", ".a@x.y", "a.@x.y", "a@b@x.y"]
+BAD_EMAILS = [
+    *UNBUILDABLE_EMAILS,
+    "not-an-email",
+    "a@localhost",
+    "a@-x.y",
+    "a@x-.y",
+    "a@x_y.z",
+    "a@x..y",
+    "a@.x.y",
+    "a@x.y.",
+    "a@[127.0.0.1]",
+    '"quoted"@x.y',
+    "ü@x.y",
+    "a@x.y\n",
+    "",
+]
+
+
+@pytest.mark.parametrize("email", GOOD_EMAILS)
+def test_unusual_valid_email_passes_and_the_package_metadata_takes_it(email: str) -> None:
+    pre_gen.check_email(email)
+
+    assert author_email_header("Zoë O'Brien, Jr.", email) == [("Zoë O'Brien, Jr.", email)]
+
+
+@pytest.mark.parametrize("email", BAD_EMAILS)
+def test_bad_email_is_refused(email: str) -> None:
+    with pytest.raises(pre_gen.AnswerError, match=r"^author_email .* is not an address the package metadata accepts"):
+        pre_gen.check_email(email)
+
+
+@pytest.mark.parametrize("email", UNBUILDABLE_EMAILS)
+def test_the_refused_emails_are_ones_the_package_metadata_refuses(email: str) -> None:
+    with pytest.raises((ValueError, HeaderParseError)):  # the parser's words vary with the fault
+        author_email_header("Ada", email)
+
+
+def test_baked_pyproject_carries_an_unusual_email_into_valid_metadata(cookies) -> None:  # type: ignore[no-untyped-def]
+    email = "o'brien+tag@mail.example.org"
+    project = bake(cookies, {"author_name": "Zoë O'Brien", "author_email": email})
+
+    [author] = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]["authors"]
+
+    assert author_email_header(author["name"], author["email"]) == [("Zoë O'Brien", email)]
+
+
+def test_a_name_without_letters_or_digits_gets_a_fallback_slug(cookies) -> None:  # type: ignore[no-untyped-def]
+    # slugify("🚀") is "": the project folder would be the output folder itself.
+    result = cookies.bake(extra_context={"project_name": "🚀"})
+
+    assert result.exception is None, result.exception
+    assert (result.context["project_slug"], result.context["package_name"]) == ("service", "service")
+    assert Path(result.project_path).name == "service"
+
+
+EMPTY_SLUG = {"project_slug": ""}
+
+
+def test_an_explicit_empty_slug_is_refused_by_the_hook_when_the_output_folder_may_be_reused(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "out"
+    output.mkdir()
+
+    with pytest.raises(FailedHookException):
+        cookiecutter(str(ROOT), no_input=True, extra_context=EMPTY_SLUG, output_dir=output, overwrite_if_exists=True)
+
+    errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == ["error: project_slug is empty; use something like 'order-service'"]
+    assert list(output.iterdir()) == []
+
+
+def test_an_explicit_empty_slug_otherwise_stops_in_cookiecutter_before_the_hook(tmp_path: Path) -> None:
+    # Cookiecutter renders the project folder's name, "" here, so the folder to create is the output folder
+    # itself, which exists: it stops (`Error: "<output>" directory already exists`) before any hook runs, so no
+    # hook can word this. It writes nothing. Should this start failing, cookiecutter
+    # has changed: then the hook's "project_slug is empty" line covers this case too.
+    output = tmp_path / "out"
+    output.mkdir()
+
+    with pytest.raises(OutputDirExistsException, match="directory already exists"):
+        cookiecutter(str(ROOT), no_input=True, extra_context=EMPTY_SLUG, output_dir=output)
+
+    assert list(output.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "text",
     [
         'Zoë\'s "quoted" shop',
         "back\\slash \\n and \\u0041",
         "braces {{ cookiecutter.project_slug }} and {% raw %}",
-        "two\nlines\tand a tab",
+        "a family 👨\u200d👩\u200d👧 joined by zero-width joiners",
         "emoji 😀 and ümlauts, 日本語",
     ],
-    ids=["quotes", "backslashes", "jinja", "newline", "unicode"],
+    ids=["quotes", "backslashes", "jinja", "zwj", "unicode"],
 )
 def test_odd_free_text_bakes_a_valid_project(tmp_path: Path, text: str) -> None:
     # A replay file passes answers verbatim, as a user typing them at the prompt would.

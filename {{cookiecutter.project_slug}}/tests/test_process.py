@@ -14,7 +14,7 @@ import time
 import aiohttp
 import pytest
 
-from .support.service_process import launch, running_service
+from .support.service_process import launch, lines_said, running_service
 
 pytestmark = [
     pytest.mark.heavy,  # each test starts a Python process: seconds, so `--heavy` only
@@ -103,7 +103,7 @@ async def test_a_port_already_taken_stops_it_with_one_line(unused_tcp_port: int,
         async with asyncio.timeout(15):
             _, stderr = await process.communicate()
 
-    lines = stderr.decode().strip().splitlines()
+    lines = lines_said(stderr)
     assert process.returncode == 1
     assert len(lines) == 1, lines
     assert "cannot start:" in lines[0]
@@ -129,7 +129,7 @@ async def test_bad_configuration_stops_with_one_line(env: dict[str, str], messag
     async with asyncio.timeout(15):
         _, stderr = await process.communicate()
 
-    lines = stderr.decode().strip().splitlines()
+    lines = lines_said(stderr)
     assert process.returncode == 1
     assert len(lines) == 1, lines
     assert message in lines[0]

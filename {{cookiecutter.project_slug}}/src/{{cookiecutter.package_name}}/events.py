@@ -29,7 +29,7 @@ from .store_{{ cookiecutter.database }} import DatabaseUnavailable
 log = logging.getLogger(__name__)
 
 BUFFER = 1000  # events waiting for one subscriber before it is closed as too slow
-BATCH = 500  # events read from the store per query
+BATCH = 500  # events read from the store per query: below BUFFER, so one read never overflows a subscriber
 SEND_TIMEOUT = 5.0  # seconds one send may take before its subscriber is closed as too slow
 CLOSE_TIMEOUT = 1.0  # seconds the closing handshake may take before the connection is cut
 RETRY_DELAY = 1.0  # seconds before reading the store again after a failure

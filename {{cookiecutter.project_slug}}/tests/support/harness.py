@@ -45,11 +45,14 @@ STOP_GRACE = 2.0  # after cancelling stuck tasks, how long they get before the l
 # pytest-timeout's limit per test: three phases at TEST_TIMEOUT and the graces, then a margin. It only ever fires
 # for a hang the loop cannot see (a blocking call in a sync fixture), and ends the whole run when it does.
 THREAD_TIMEOUT_MARGIN = 30.0
-# The longest a single loop step may take. The suite's own longest steps (starting or closing 200 connections
-# at once) take about 0.13 s on a quiet 2-core machine, and 0.55 s under coverage with two suites running side by
-# side; 1 s leaves a slow CI runner its margin and still catches CPU work or a blocking call that stalls the
-# service for a second. Shorter stalls are the job of tests that watch the loop (test_p14_blocking.py).
+# The longest one turn of the loop may take (every callback ready at once: one ping of the stall monitor). The
+# suite's longest turns (starting or closing 200 connections at once) take about 0.13 s on a quiet 2-core machine,
+# and 0.55 s under coverage with two suites running side by side; 1 s leaves a slow CI runner its margin and
+# still catches CPU work or a blocking call that stalls the service for a second. Shorter stalls are the job of
+# tests that watch the loop (test_p14_blocking.py). asyncio's debug mode (--heavy) makes every step about three
+# times slower (measured on this suite), so a loop in debug mode gets DEBUG_SLOWDOWN times the limit.
 LOOP_STEP_LIMIT = 1.0
+DEBUG_SLOWDOWN = 3
 PING_INTERVAL = 0.02  # how often the stall monitor pings a running loop: a step is measured to within this
 STACK_DEPTH = 8  # innermost frames of the loop thread's stack shown for a stall
 HINTS = {
@@ -245,7 +248,7 @@ class Stalls(threading.Thread):
             loop.call_soon_threadsafe(self.answer, loop, answered)
         except RuntimeError:  # closed meanwhile
             return
-        if _answered(loop, answered, self.limit):
+        if _answered(loop, answered, self.limit * (DEBUG_SLOWDOWN if loop.get_debug() else 1)):
             return
         frame = sys._current_frames().get(self.loop_threads.get(loop, threading.main_thread().ident or 0))
         stack = "".join(traceback.format_stack(frame)[-STACK_DEPTH:]) if frame else ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -15,6 +16,7 @@ import aiohttp
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
 SERVICE = ("{{ cookiecutter.package_name }}",)
+SLOW_STEP_NOTE = re.compile(r"WARNING asyncio: Executing .* took \d+\.\d+ seconds$")
 
 
 @dataclass
@@ -56,6 +58,12 @@ async def running_service(port: int, env: Mapping[str, str]) -> AsyncIterator[Se
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def lines_said(stderr: bytes) -> list[str]:
+    """The lines of a process's stderr, less asyncio's notes on slow steps (its debug mode, on under PYTHONDEVMODE,
+    writes one for any step over 0.1 s, which a busy runner makes of start-up)."""
+    return [line for line in stderr.decode().strip().splitlines() if not SLOW_STEP_NOTE.search(line)]
 
 
 async def wait_until_healthy(service: Service) -> None:
