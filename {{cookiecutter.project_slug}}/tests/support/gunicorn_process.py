@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from .service_process import STOP_TIMEOUT, Service, launch, wait_until_healthy
+from .service_process import START_TIMEOUT, STOP_TIMEOUT, Service, launch, wait_until_healthy
 
 # The README's gunicorn command, less its --bind.
 GUNICORN = (
@@ -29,6 +29,15 @@ class Gunicorn(Service):
     """gunicorn's master process, where it listens, and its access log: `<worker pid> <request line> <status>`."""
 
     access_log: Path
+
+    async def wait_for_workers(self, count: int) -> None:
+        """Return once `count` different workers have answered: each boots on its own, one later than another on a
+        busy machine, and until then the first takes every connection."""
+        answered: set[str] = set()
+        async with asyncio.timeout(START_TIMEOUT):
+            while len(answered) < count:
+                async with aiohttp.ClientSession() as session:  # a new connection, so any worker may take it
+                    answered.add(await self.worker_of(session))
 
     async def worker_of(self, session: aiohttp.ClientSession) -> str:
         """The pid of the worker holding `session`'s connection (give it a connector with limit=1: a websocket
@@ -59,6 +68,7 @@ async def running_gunicorn(port: int, env: Mapping[str, str], access_log: Path) 
     service = Gunicorn(process, f"http://127.0.0.1:{port}", access_log)
     try:
         await wait_until_healthy(service)
+        await service.wait_for_workers(2)
         yield service
     finally:
         if process.returncode is None:
