@@ -1,13 +1,18 @@
-"""Benchmark the baked service against a bare aiohttp app doing the same work, and time the baked test suite.
+"""Benchmark the baked service against a bare aiohttp app doing the same work, its live events, its cost
+against an earlier commit of the template, and time the baked test suite.
 
-    python benchmarks/run.py                       # about 5 minutes on 2 cores; rewrites results.md and results.png
-    python benchmarks/run.py --quick --output DIR  # a smoke run, well under a minute; its figures mean nothing
+    python benchmarks/run.py                       # about 10 minutes on 2 cores; rewrites results.md and results.png
+    python benchmarks/run.py --quick --output DIR  # a smoke run, about a minute; its figures mean nothing
 
 Leg 1 bakes the template (database sqlite and postgresql, event_loop uvloop), starts each bake with
 `python -m async_service` and bare_app.py on the same database, and loads `GET /health` and `GET /items/1`
-of both with wrk, round by round. Leg 2 times each bake's `pytest` and `pytest --collect-only`.
-PostgreSQL is reached at TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test), where
-each run creates scratch databases and drops them at the end. See benchmarks/README.md.
+of both with wrk, round by round. Leg 2 loads `GET /health` and `POST /items` of the same bakes and of
+bakes of the --baseline commit (taken with `git archive`), round by round. Leg 3 measures live events
+from a client process (live.py): commit-to-delivery latency to a subscriber on the same and on another
+service process, and a burst of creates delivered to many subscribers. Leg 4 times each bake's `pytest`
+and `pytest --collect-only`. PostgreSQL is reached at TEST_DATABASE_URL (default
+postgresql://postgres@127.0.0.1:5432/test), where each run creates scratch databases and drops them at the
+end. See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import asyncio
 import http.client
 import importlib.util
+import io
 import json
 import os
 import platform
@@ -26,6 +32,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections import defaultdict
@@ -37,7 +44,10 @@ from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import aiohttp
 import asyncpg
+import live
+import uvloop
 
 HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE.parent
@@ -45,6 +55,16 @@ HOST = "127.0.0.1"
 PATHS = ("/health", "/items/1")
 SERVERS = ("baked", "bare")
 FLOOR = 0.90  # the target for every baked / bare ratio
+BASELINE = "c94295f"  # the default --baseline: the template before the transactional outbox of events
+VERSIONS = ("now", "baseline")
+VERSION_PATHS = ("/health", "POST /items")
+VERSION_ROUNDS = 3
+SUBSCRIBERS = 100  # leg 3's fan-out: websockets on one service process
+BURST = 2_000  # leg 3's fan-out: creates per round
+BURST_CONCURRENCY = 8  # POST /items in flight during a burst
+FANOUT_ROUNDS = 3
+LATENCY_SAMPLES = 300
+PIDS: dict[int, int] = {}  # the process id of the server on each port `serving` has open
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 WRK_MISSING = "wrk not found: install it with 'apt-get install -y wrk'"
 LIBRARIES = ("aiohttp", "uvloop", "aiosqlite", "asyncpg", "pytest", "pytest-asyncio", "cookiecutter", "matplotlib")
@@ -64,6 +84,11 @@ class Settings:
     warmup: bool
     suite_args: tuple[str, ...]
     work: Path
+    version_rounds: int = VERSION_ROUNDS
+    latency_samples: int = LATENCY_SAMPLES
+    subscribers: int = SUBSCRIBERS
+    burst: int = BURST
+    fanout_rounds: int = FANOUT_ROUNDS
 
 
 @dataclass(frozen=True)
@@ -77,16 +102,40 @@ class Load:
 
 @dataclass
 class Pair:
-    """The baked service and the bare app on one database and loop, and their wrk runs."""
+    """Two servers on one database and loop (the baked service and the bare app, or the bake now and at the
+    baseline), the requests loaded on both, and their wrk runs."""
 
     database: str
     loop: str
     ports: dict[str, int]
+    servers: tuple[str, str] = SERVERS
+    paths: tuple[str, ...] = PATHS
     loads: dict[tuple[str, str], list[Load]] = field(default_factory=lambda: defaultdict(list))
 
     def ratios(self, path: str) -> list[float]:
-        """baked / bare req/s, round by round."""
-        return [a.rps / b.rps for a, b in zip(self.loads["baked", path], self.loads["bare", path], strict=True)]
+        """first / second server's req/s (baked / bare, now / baseline), round by round."""
+        first, second = (self.loads[server, path] for server in self.servers)
+        return [a.rps / b.rps for a, b in zip(first, second, strict=True)]
+
+
+@dataclass
+class Live:
+    """Leg 3 on one database: latency samples by where the subscriber is, and fan-out rounds."""
+
+    database: str
+    latency: dict[str, live.Latency] = field(default_factory=dict)
+    fanouts: list[live.Fanout] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    """Everything results.md shows."""
+
+    pairs: list[Pair]  # leg 1
+    versions: list[Pair]  # leg 2 (empty when the baseline could not be baked)
+    baseline: str  # the revision, or why leg 2 was skipped
+    lives: list[Live]  # leg 3
+    suites: list[Suite]  # leg 4
 
 
 @dataclass
@@ -102,6 +151,11 @@ class Suite:
 def spread(values: list[float], form: str, unit: str = "") -> str:
     """`median (min-max)` of the values."""
     return f"{statistics.median(values):{form}}{unit} ({min(values):{form}}-{max(values):{form}})"
+
+
+def percentile(values: list[float], rank: int) -> float:
+    """The rank-th percentile (1-99), interpolated between the samples."""
+    return statistics.quantiles(values, n=100, method="inclusive")[rank - 1]
 
 
 def call(port: int, method: str, path: str, body: object = None) -> tuple[int, object]:
@@ -141,8 +195,10 @@ def serving(label: str, command: list[str], env: dict[str, str], logs: Path) -> 
                 tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
                 raise BenchmarkError(f"{label} did not come up (exit code {process.poll()}):\n{tail}")
             time.sleep(0.1)
+        PIDS[port] = process.pid
         yield port
     finally:
+        PIDS.pop(port, None)
         process.terminate()
         try:
             process.wait(15)
@@ -151,12 +207,12 @@ def serving(label: str, command: list[str], env: dict[str, str], logs: Path) -> 
             process.wait()
 
 
-def bake(work: Path, loop: str, database: str) -> Path:
-    """The default project with these answers, baked into `work`."""
-    folder = work / f"bake-{loop}-{database}"
+def bake(work: Path, loop: str, database: str, template: Path = TEMPLATE, version: str = "now") -> Path:
+    """The default project with these answers, baked from `template` into `work`."""
+    folder = work / f"bake-{version}-{loop}-{database}"
     answers = [f"event_loop={loop}", f"database={database}"]
     command = [sys.executable, "-m", "cookiecutter", "--no-input", "--default-config", "-o", str(folder)]
-    done = subprocess.run([*command, str(TEMPLATE), *answers], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([*command, str(template), *answers], capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         raise BenchmarkError(f"cookiecutter {' '.join(answers)} failed:\n{done.stderr[-2000:]}")
     [project] = folder.iterdir()
@@ -192,12 +248,38 @@ def scratch_database(stack: ExitStack) -> str:
     return urlsplit(ADMIN_URL)._replace(path=f"/{name}").geturl()
 
 
+def baseline_template(work: Path, revision: str) -> Path | str:
+    """The template at `revision` of this repository, exported with `git archive` (the working tree and the
+    repository stay as they are); a string saying why when it cannot be."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(TEMPLATE), "archive", "--format=tar", revision], capture_output=True, timeout=60
+        )
+    except OSError as error:
+        return f"git cannot run: {error}"
+    if done.returncode != 0:
+        return f"`git archive {revision}` failed: {done.stderr.decode(errors='replace').strip()}"
+    folder = work / f"template-{revision}"
+    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
+        archive.extractall(folder, filter="data")
+    return folder
+
+
+def database_url(settings: Settings, stack: ExitStack, database: str, name: str) -> str:
+    """A fresh database: a new SQLite file in the work folder, or a PostgreSQL scratch database."""
+    return f"sqlite:///{settings.work / f'{name}.db'}" if database == "sqlite" else scratch_database(stack)
+
+
+def service(project: Path, url: str) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that run a bake as `python -m <package>` on the database at `url`."""
+    [package] = [path.name for path in (project / "src").iterdir() if path.is_dir()]
+    return [sys.executable, "-m", package], {"DATABASE_URL": url, "PYTHONPATH": str(project / "src")}
+
+
 def start_pair(settings: Settings, stack: ExitStack, project: Path, database: str, loop: str) -> Pair:
     """The bake and the bare app on one fresh database holding item 1, checked to answer alike."""
-    url = f"sqlite:///{settings.work / f'{loop}.db'}" if database == "sqlite" else scratch_database(stack)
-    [package] = [path.name for path in (project / "src").iterdir() if path.is_dir()]
-    env = {"DATABASE_URL": url, "PYTHONPATH": str(project / "src")}
-    command = [sys.executable, "-m", package]
+    url = database_url(settings, stack, database, loop)
+    command, env = service(project, url)
     baked = stack.enter_context(serving(f"baked-{database}-{loop}", command, env, settings.work))
     status, body = call(baked, "POST", "/items", {"name": "bench", "quantity": 1})
     if status != 201 or not isinstance(body, dict) or body.get("id") != 1:
@@ -211,10 +293,20 @@ def start_pair(settings: Settings, stack: ExitStack, project: Path, database: st
     return Pair(database, loop, {"baked": baked, "bare": bare})
 
 
+def start_versions(settings: Settings, stack: ExitStack, projects: dict[str, Path], database: str) -> Pair:
+    """The bake now and at the baseline, each on a fresh database of its own."""
+    ports = {}
+    for version in VERSIONS:
+        command, env = service(projects[version], database_url(settings, stack, database, f"{version}-{database}"))
+        ports[version] = stack.enter_context(serving(f"{version}-{database}", command, env, settings.work))
+    return Pair(database, "uvloop", ports, servers=VERSIONS, paths=VERSION_PATHS)
+
+
 def wrk(settings: Settings, port: int, path: str, seconds: int) -> Load:
-    """Load one path for `seconds`; every response must be a 2xx."""
+    """Load one path (`POST /items`: create an item per request) for `seconds`; every response must be a 2xx."""
+    method, _, path = path.rpartition(" ")
     url = f"http://{HOST}:{port}{path}"
-    script = str(HERE / "wrk_report.lua")
+    script = str(HERE / ("wrk_post.lua" if method == "POST" else "wrk_report.lua"))
     command = ["wrk", "-t1", f"-c{settings.connections}", f"-d{seconds}s", "--timeout", "5s", "-s", script, url]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=False)
     reports = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -226,25 +318,56 @@ def wrk(settings: Settings, port: int, path: str, seconds: int) -> Load:
     return Load(report["requests"] * 1e6 / report["duration_us"], report["p50_us"] / 1e3, report["p99_us"] / 1e3)
 
 
-def http_leg(settings: Settings, pairs: list[Pair]) -> None:
+def http_leg(settings: Settings, pairs: list[Pair], rounds: int) -> None:
     """A warm-up, then per round, for each path of each pair, the two servers back to back."""
     if settings.warmup:
         for pair in pairs:
-            for path in PATHS:
-                for server in SERVERS:
+            for path in pair.paths:
+                for server in pair.servers:
                     wrk(settings, pair.ports[server], path, 1)
-    for round_ in range(settings.rounds):
-        order = SERVERS if round_ % 2 == 0 else SERVERS[::-1]  # neither side always goes first
+    for round_ in range(rounds):
         for pair in pairs:
-            for path in PATHS:
+            order = pair.servers if round_ % 2 == 0 else pair.servers[::-1]  # neither side always goes first
+            for path in pair.paths:
                 for server in order:
                     load = wrk(settings, pair.ports[server], path, settings.seconds)
                     pair.loads[server, path].append(load)
                     print(
-                        f"  round {round_ + 1}/{settings.rounds} {pair.database:<10} {pair.loop:<7} {server:<5} "
-                        f"{path:<8} {load.rps:>8,.0f} req/s  p50 {load.p50_ms:5.2f} ms  p99 {load.p99_ms:6.2f} ms",
+                        f"  round {round_ + 1}/{rounds} {pair.database:<10} {pair.loop:<7} {server:<8} "
+                        f"{path:<11} {load.rps:>8,.0f} req/s  p50 {load.p50_ms:6.2f} ms  p99 {load.p99_ms:7.2f} ms",
                         flush=True,
                     )
+
+
+def live_leg(settings: Settings, project: Path, database: str) -> Live:
+    """Latency to a subscriber on the same process, then on a second process on the same database; then
+    fan-out rounds on the first process alone."""
+    result = Live(database)
+    warmup = 10 if settings.warmup else 0
+    with ExitStack() as stack:
+        command, env = service(project, database_url(settings, stack, database, f"live-{database}"))
+        first = stack.enter_context(serving(f"live-{database}-a", command, env, settings.work))
+        with serving(f"live-{database}-b", command, env, settings.work) as second:
+            for where, port in (("same process", first), ("other process", second)):
+                samples = uvloop.run(live.latency(first, port, settings.latency_samples, warmup))
+                result.latency[where] = samples
+                print(
+                    f"  {database:<10} subscriber on the {where:<13} {len(samples.after_response)} samples: "
+                    f"after the 201 p50 {percentile(samples.after_response, 50) * 1e3:6.2f} ms "
+                    f"p99 {percentile(samples.after_response, 99) * 1e3:6.2f} ms",
+                    flush=True,
+                )
+        for round_ in range(settings.fanout_rounds):
+            burst = live.fanout(first, settings.subscribers, settings.burst, BURST_CONCURRENCY, PIDS[first])
+            fanout = uvloop.run(burst)
+            result.fanouts.append(fanout)
+            print(
+                f"  {database:<10} fan-out {round_ + 1}/{settings.fanout_rounds}: {fanout.events:,} events to "
+                f"{fanout.subscribers} subscribers, {fanout.rate:>8,.0f} events/s delivered, "
+                f"{fanout.events / fanout.posted_s:,.0f} POST/s, server CPU {fanout.server_us_per_frame:.1f} us/frame",
+                flush=True,
+            )
+    return result
 
 
 def timed(command: list[str], project: Path, env: dict[str, str]) -> tuple[float, str]:
@@ -309,8 +432,9 @@ def load_average() -> str:
     return " / ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-def markdown(title: str, settings: Settings, facts: dict[str, str], pairs: list[Pair], suites: list[Suite]) -> str:
+def markdown(title: str, settings: Settings, facts: dict[str, str], report: Report) -> str:
     """results.md."""
+    pairs, suites = report.pairs, report.suites
     warmup = " after a 1 s warm-up per server and path" if settings.warmup else ""
     lines = [
         "# Benchmark results",
@@ -353,6 +477,8 @@ def markdown(title: str, settings: Settings, facts: dict[str, str], pairs: list[
                     spread([load.p99_ms for load in loads], ".2f"),
                 ]
                 lines.append(f"| {pair.database} | {pair.loop} | `{path}` | {server} | {' | '.join(figures)} |")
+    lines += versions_section(settings, report)
+    lines += live_sections(settings, report.lives)
     command = " ".join(["python -m pytest -q -p no:cacheprovider", *settings.suite_args])
     lines += [
         "",
@@ -369,6 +495,85 @@ def markdown(title: str, settings: Settings, facts: dict[str, str], pairs: list[
         figures = [spread(suite.suite, ".2f"), spread(suite.collect, ".2f"), spread(ratios, ".1f", "x")]
         lines.append(f"| {suite.database} | {' | '.join(figures)} | {suite.outcome} |")
     return "\n".join(lines) + "\n"
+
+
+def versions_section(settings: Settings, report: Report) -> list[str]:
+    """Leg 2's table, or why it was skipped."""
+    lines = ["", "## Now vs the baseline", ""]
+    if not report.versions:
+        return [*lines, f"Skipped: {report.baseline}."]
+    lines += [
+        f"The template's working tree (now) and commit `{report.baseline}` (the baseline, exported with "
+        "`git archive`), both baked with uvloop, each run as `python -m async_service` on a fresh database of its "
+        f"own and loaded back to back with the same wrk settings, which goes first alternating; "
+        f"{settings.version_rounds} round(s), median (min-max). `POST /items` creates one item per request "
+        "(`wrk_post.lua`); the ratio is taken round by round.",
+        "",
+        "| Database | Request | baseline req/s | now req/s | now / baseline | baseline p99 ms | now p99 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for pair in report.versions:
+        for path in pair.paths:
+            before, now = pair.loads["baseline", path], pair.loads["now", path]
+            figures = [spread([load.rps for load in loads], ",.0f") for loads in (before, now)]
+            figures.append(spread(pair.ratios(path), ".2f", "x"))
+            figures += [spread([load.p99_ms for load in loads], ".2f") for loads in (before, now)]
+            lines.append(f"| {pair.database} | `{path}` | {' | '.join(figures)} |")
+    return lines
+
+
+def live_sections(settings: Settings, lives: list[Live]) -> list[str]:
+    """Leg 3's tables."""
+    ms = 1e3
+    lines = [
+        "",
+        "## Live events: commit-to-delivery latency",
+        "",
+        "One client process (`live.py`) holds a websocket on `GET /events` and sends `POST /items` to process A "
+        "one at a time, each once the previous event has arrived and a random 5-105 ms gap has passed (so the "
+        "POSTs fall anywhere in a 0.1 s poll); 10 warm-up samples are not kept. *After the 201*: the frame's "
+        "arrival minus the 201's (negative when the event comes first); *after sending*: minus the moment the "
+        "POST was sent. *Other process*: the subscriber is on process B, a second `python -m async_service` on "
+        "the same database (SQLite: B polls for new events every 0.1 s; PostgreSQL: B LISTENs for the "
+        "trigger's NOTIFY).",
+        "",
+        "| Database | Subscriber on | Samples | after the 201: p50 ms | p99 ms | min ms "
+        "| after sending: p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for result in lives:
+        for where, samples in result.latency.items():
+            figures = [len(samples.after_response)]
+            figures += [f"{percentile(samples.after_response, rank) * ms:.2f}" for rank in (50, 99)]
+            figures.append(f"{min(samples.after_response) * ms:.2f}")
+            figures += [f"{percentile(samples.after_request, rank) * ms:.2f}" for rank in (50, 99)]
+            lines.append(f"| {result.database} | {where} | {' | '.join(map(str, figures))} |")
+    lines += [
+        "",
+        "## Live events: fan-out",
+        "",
+        f"{settings.subscribers} websockets on `GET /events` of one service process, each subscribed (it has "
+        f"answered a ping from inside its subscription); a second client process sends {settings.burst:,} "
+        f"`POST /items`, {BURST_CONCURRENCY} at a time, while the first receives and checks that every "
+        "subscriber gets every event once, in order. *Delivered*: subscribers x events / (first POST sent to the "
+        "last subscriber's last event). *Lag*: the last subscriber's last event after the last 201. *Server "
+        "CPU*: the service process's CPU time (from /proc) over that window, per frame sent and as a share of "
+        f"one core. {settings.fanout_rounds} round(s), median (min-max).",
+        "",
+        "| Database | Subscribers | Events per round | Delivered events/s | POST /items/s during the burst | Lag ms "
+        "| Server CPU us per frame | Server CPU % of a core |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for result in lives:
+        rounds = result.fanouts
+        figures = [spread([fanout.rate for fanout in rounds], ",.0f")]
+        figures.append(spread([fanout.events / fanout.posted_s for fanout in rounds], ",.0f"))
+        figures.append(spread([fanout.drained_s * ms for fanout in rounds], ",.1f"))
+        figures.append(spread([fanout.server_us_per_frame for fanout in rounds], ".1f"))
+        figures.append(spread([fanout.server_busy * 100 for fanout in rounds], ".0f"))
+        size = f"{settings.subscribers} | {settings.burst:,}"
+        lines.append(f"| {result.database} | {size} | {' | '.join(figures)} |")
+    return lines
 
 
 def chart(pairs: list[Pair], path: Path) -> None:
@@ -400,17 +605,18 @@ def chart(pairs: list[Pair], path: Path) -> None:
 
 
 def main() -> int:
-    """Run both legs and write the results; 1 when something is missing or fails."""
+    """Run the four legs and write the results; 1 when something is missing or fails."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 round, wrk -c10 -d1s, a few tests: a smoke run")
-    parser.add_argument("--rounds", type=int, help="wrk rounds and suite runs (default 5; 1 with --quick)")
+    parser.add_argument("--rounds", type=int, help="leg 1's wrk rounds and suite runs (default 5; 1 with --quick)")
     parser.add_argument("--loops", nargs="+", choices=("uvloop", "asyncio"), default=["uvloop"], help="event loops")
+    parser.add_argument("--baseline", default=BASELINE, help=f"the commit leg 2 compares with (default {BASELINE})")
     parser.add_argument("--output", type=Path, default=HERE, help="folder for results.md and results.png")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print(WRK_MISSING, file=sys.stderr)
         return 1
-    load_at_start = load_average()
+    loads = [f"{load_average()} at the start"]
     postgresql = postgres_version()
     if postgresql is None:
         if not args.quick:
@@ -419,7 +625,7 @@ def main() -> int:
         print(f"PostgreSQL skipped: nothing answers at TEST_DATABASE_URL={ADMIN_URL}", file=sys.stderr)
     databases = ["sqlite", "postgresql"] if postgresql else ["sqlite"]
     args.output.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="bench-") as work, ExitStack() as stack:
+    with tempfile.TemporaryDirectory(prefix="bench-") as work:
         settings = Settings(
             rounds=args.rounds or (1 if args.quick else 5),
             seconds=1 if args.quick else 5,
@@ -427,23 +633,52 @@ def main() -> int:
             warmup=not args.quick,
             suite_args=("-k", "health") if args.quick else (),
             work=Path(work),
+            **(
+                {"version_rounds": 1, "latency_samples": 20, "subscribers": 5, "burst": 50, "fanout_rounds": 1}
+                if args.quick
+                else {}
+            ),
         )
         try:
-            loops = dict.fromkeys([*args.loops, "uvloop"])  # leg 2 times the uvloop bakes
+            loops = dict.fromkeys([*args.loops, "uvloop"])  # legs 2-4 use the uvloop bakes
             bakes = {(loop, db): bake(settings.work, loop, db) for loop in loops for db in databases}
-            pairs = [start_pair(settings, stack, bakes[loop, db], db, loop) for db in databases for loop in args.loops]
+            template = baseline_template(settings.work, args.baseline)
+            if isinstance(template, str):
+                print(f"leg 2 skipped: {template}", file=sys.stderr)
+                baselines = {}
+            else:
+                baselines = {db: bake(settings.work, "uvloop", db, template, "baseline") for db in databases}
             print("== leg 1: baked service vs bare aiohttp", flush=True)
-            http_leg(settings, pairs)
-            stack.close()  # the servers stop before the suites run
-            print("== leg 2: the baked test suite", flush=True)
-            suites = [suite_leg(settings, bakes["uvloop", database], database) for database in databases]
-        except (BenchmarkError, subprocess.SubprocessError, asyncpg.PostgresError) as error:
+            with ExitStack() as stack:
+                pairs = [start_pair(settings, stack, bakes[lp, db], db, lp) for db in databases for lp in args.loops]
+                http_leg(settings, pairs, settings.rounds)
+            versions = []
+            if baselines:
+                print(f"== leg 2: now vs the baseline {args.baseline}", flush=True)
+                loads.append(f"{load_average()} at leg 2")
+                with ExitStack() as stack:
+                    for db in databases:
+                        projects = {"now": bakes["uvloop", db], "baseline": baselines[db]}
+                        versions.append(start_versions(settings, stack, projects, db))
+                    http_leg(settings, versions, settings.version_rounds)
+            print("== leg 3: live events", flush=True)
+            loads.append(f"{load_average()} at leg 3")
+            lives = [live_leg(settings, bakes["uvloop", db], db) for db in databases]
+            print("== leg 4: the baked test suite", flush=True)
+            loads.append(f"{load_average()} at leg 4")
+            suites = [suite_leg(settings, bakes["uvloop", db], db) for db in databases]
+        except (BenchmarkError, live.LiveError, subprocess.SubprocessError, asyncpg.PostgresError) as error:
             print(f"benchmark failed: {error}", file=sys.stderr)
             return 1
+        except (aiohttp.ClientError, TimeoutError) as error:
+            print(f"benchmark failed: live events: {error!r}", file=sys.stderr)
+            return 1
     facts = machine(postgresql or f"skipped: nothing answers at TEST_DATABASE_URL={ADMIN_URL}")
-    facts["Load average"] = f"{load_at_start} at the start, {load_average()} at the end (1 / 5 / 15 min)"
+    loads.append(f"{load_average()} at the end")
+    facts["Load average"] = f"{', '.join(loads)} (1 / 5 / 15 min)"
     command = " ".join(["python benchmarks/run.py", *sys.argv[1:]])
-    page = markdown(command, settings, facts, pairs, suites)
+    baseline = args.baseline if baselines else str(template)
+    page = markdown(command, settings, facts, Report(pairs, versions, baseline, lives, suites))
     if importlib.util.find_spec("matplotlib"):
         chart(pairs, args.output / "results.png")
         page += "\n![Benchmark chart](results.png)\n"
