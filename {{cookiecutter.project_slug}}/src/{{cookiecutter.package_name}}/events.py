@@ -75,7 +75,7 @@ class Hub:
                 return
             try:
                 while events := await self.store.events_after(self.head, BATCH):
-                    for event in events:
+                    for event in events if self.subscriptions else ():  # no one to encode them for: skip
                         message = event.message()
                         for subscription in list(self.subscriptions):
                             subscription.offer(event.id, message)

@@ -221,7 +221,7 @@ class Stalls(threading.Thread):
         self.found: list[tuple[float, str]] = []
         self.armed = threading.Event()
         self.pinging = threading.Lock()
-        self.loop_threads: dict[asyncio.AbstractEventLoop, int] = {}
+        self.loop_threads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
 
     def watch(self, limit: float) -> None:
         self.limit, self.found = limit, []
