@@ -49,6 +49,18 @@ DEPENDENCY_NAMES = frozenset(
         "tomlkit", "trove_classifiers", "typing_extensions", "uvloop", "yarl",
     }
 )  # fmt: skip
+# The same tree's distribution names (canonical: lowercase, runs of -_. as -): a project named like one of
+# them would have to be its own dependency (pip: ResolutionImpossible). Generated like DEPENDENCY_NAMES.
+DISTRIBUTION_NAMES = frozenset(
+    {
+        "aiohappyeyeballs", "aiohttp", "aiosignal", "aiosqlite", "ast-serialize", "asyncpg", "asyncpg-stubs", "attrs",
+        "blockbuster", "coverage", "forbiddenfruit", "frozenlist", "gunicorn", "hatchling", "hypothesis", "idna",
+        "iniconfig", "librt", "multidict", "mypy", "mypy-extensions", "packaging", "pathspec", "pip", "pluggy",
+        "propcache", "pygments", "pytest", "pytest-aiohttp", "pytest-asyncio", "pytest-cov", "pytest-mock",
+        "pytest-randomly", "pytest-timeout", "ruff", "setuptools", "sortedcontainers", "tomlkit", "trove-classifiers",
+        "typing-extensions", "uvloop", "yarl",
+    }
+)  # fmt: skip
 # Written by hand: top-level folders of the baked project itself (pytest imports its tests as `tests`).
 PROJECT_NAMES = frozenset({"tests"})
 TAKEN_NAMES = DEPENDENCY_NAMES | PROJECT_NAMES
@@ -88,6 +100,8 @@ def check_project_slug(slug: str) -> None:
         raise AnswerError(f"project_slug {slug!r} {rule}; {example}")
     if len(slug) > SLUG_MAX:
         raise AnswerError(f"project_slug {slug!r} is longer than {SLUG_MAX} characters; {example}")
+    if (canonical := re.sub(r"[-_.]+", "-", slug)) in DISTRIBUTION_NAMES:
+        raise AnswerError(f"project_slug {slug!r} is the name of the project's dependency {canonical!r}; {example}")
 
 
 def check_characters(key: str, value: str) -> None:

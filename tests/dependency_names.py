@@ -1,4 +1,4 @@
-"""The top-level import names of every distribution a baked project installs, read from this environment.
+"""The names of every distribution a baked project installs, and their top-level import names, read from here.
 
 The pre_gen hook may use only the standard library, so it cannot compute these names when it runs: it keeps
 them as a literal, and tests/test_hooks.py recomputes them here and prints the literal to paste when it drifts.
@@ -92,10 +92,12 @@ def import_names(distribution: importlib.metadata.Distribution) -> set[str]:
     return {name.lower() for name in names if name.isidentifier()}
 
 
-def taken_import_names(roots: Iterable[Requirement], pythons: Sequence[str]) -> tuple[set[str], set[str]]:
-    """The import names of the whole tree under `roots`, and the distributions in it that are not installed here."""
+def taken_names(roots: Iterable[Requirement], pythons: Sequence[str]) -> tuple[dict[str, set[str]], set[str]]:
+    """The names the whole tree under `roots` takes, by kind ("import", "distribution": canonical); and the
+    distributions in it that are not installed here."""
     found, missing = dependency_tree(roots, pythons)
-    return {name for distribution in found.values() for name in import_names(distribution)}, missing
+    imports = {name for distribution in found.values() for name in import_names(distribution)}
+    return {"import": imports, "distribution": set(found)}, missing
 
 
 def frozenset_literal(variable: str, names: Iterable[str]) -> str:

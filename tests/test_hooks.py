@@ -17,7 +17,7 @@ from cookiecutter.main import cookiecutter
 from packaging.requirements import Requirement
 
 from .baking import CHOICES, COMBINATIONS, PYTHONS, ROOT, bake, run
-from .dependency_names import frozenset_literal, project_requirements, taken_import_names
+from .dependency_names import frozenset_literal, project_requirements, taken_names
 
 TEMPLATE = ROOT / "{{cookiecutter.project_slug}}"
 
@@ -75,6 +75,11 @@ BAD_SLUGS = {
     "a/b": "not a valid distribution name",
     "..": "not a valid distribution name",
     "x" * 65: "longer than 64",
+    # Distributions in the project's dependency tree, however their separators are spelled.
+    "aiohttp": "dependency 'aiohttp'",
+    "typing_extensions": "dependency 'typing-extensions'",
+    "pytest.asyncio": "dependency 'pytest-asyncio'",
+    "trove-classifiers": "dependency 'trove-classifiers'",
 }
 
 
@@ -96,13 +101,13 @@ def test_good_package_names_pass(name: str) -> None:
 TOOLS = ["pip", "setuptools", "gunicorn"]
 
 
-def test_dependency_names_are_the_import_names_of_the_baked_dependency_tree(cookies) -> None:  # type: ignore[no-untyped-def]
+def test_taken_names_are_those_of_the_baked_dependency_tree(cookies) -> None:  # type: ignore[no-untyped-def]
     roots = [Requirement(tool) for tool in TOOLS]
     for answers in COMBINATIONS:
         project = bake(cookies, answers)
         roots += project_requirements(tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8")))
 
-    names, missing = taken_import_names(roots, PYTHONS)
+    names, missing = taken_names(roots, PYTHONS)
 
     assert not missing, (
         f"{sorted(missing)} are in a baked project's dependency tree but not installed here, so their import "
@@ -110,11 +115,12 @@ def test_dependency_names_are_the_import_names_of_the_baked_dependency_tree(cook
     )
     # New names must be refused; a name the installed versions no longer ship (setuptools dropping pkg_resources,
     # say) may stay: another machine may have the older version, and refusing it costs nothing.
-    new = names - pre_gen.DEPENDENCY_NAMES
-    if new:
-        literal = frozenset_literal("DEPENDENCY_NAMES", names | pre_gen.DEPENDENCY_NAMES)
-        message = f"the dependency tree has new import names {sorted(new)}; in hooks/pre_gen_project.py, make it"
-        pytest.fail(f"{message}\n\n{literal}\n", pytrace=False)
+    for kind, variable in [("import", "DEPENDENCY_NAMES"), ("distribution", "DISTRIBUTION_NAMES")]:
+        known = getattr(pre_gen, variable)
+        if new := names[kind] - known:
+            literal = frozenset_literal(variable, names[kind] | known)
+            message = f"the dependency tree has new {kind} names {sorted(new)}; in hooks/pre_gen_project.py, make it"
+            pytest.fail(f"{message}\n\n{literal}\n", pytrace=False)
     assert pre_gen.TAKEN_NAMES == pre_gen.DEPENDENCY_NAMES | pre_gen.PROJECT_NAMES
 
 
