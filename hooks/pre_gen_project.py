@@ -10,10 +10,12 @@ from __future__ import annotations
 import builtins
 import json
 import keyword
+import os
 import re
 import sys
 import unicodedata
 from collections.abc import Mapping
+from typing import TextIO
 
 PACKAGE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 PROJECT_SLUG = re.compile(r"^[a-z0-9]+(?:[-_.][a-z0-9]+)*$")
@@ -136,12 +138,19 @@ def validate(answers: Mapping[str, object]) -> None:
     check_email(str(answers["author_email"]))
 
 
+def label(stream: TextIO) -> str:
+    """`error:`, in bold red on a terminal (unless NO_COLOR is set): the line to read above cookiecutter's own."""
+    if stream.isatty() and not os.environ.get("NO_COLOR"):
+        return "\033[1;31merror:\033[0m"
+    return "error:"
+
+
 def main(answers: Mapping[str, object]) -> int:
     """Validate; print one line to stderr and return 1 when an answer is bad."""
     try:
         validate(answers)
     except AnswerError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"{label(sys.stderr)} {error}", file=sys.stderr)
         return 1
     return 0
 

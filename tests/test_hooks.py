@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import sys
 import tomllib
@@ -154,6 +155,42 @@ def test_bad_answer_stops_the_bake_with_one_line_and_leaves_nothing(
     assert len(errors) == 1
     assert errors[0].startswith(f"error: {key} ")
     assert [path for path in (tmp_path / "cookies").rglob("*") if path.is_file()] == []
+
+
+def test_the_command_line_shows_the_refusal_as_the_readme_says(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    cli = Path(sys.executable).with_name("cookiecutter")
+
+    done = run(tmp_path, cli, "--no-input", ROOT, "project_slug=My Project", check=False, env={"NO_COLOR": "1"})
+
+    [ours] = done.stderr.splitlines()
+    theirs = done.stdout.splitlines()
+    assert done.returncode == 1
+    assert f"```text\n{ours}\n```" in readme
+    assert theirs[0] == "ERROR: Stopping generation because pre_gen_project hook script didn't exit successfully"
+    assert theirs[1] == "Traceback (most recent call last):"
+    assert theirs[-1] == "Hook script failed (exit status: 1)"
+    assert list(tmp_path.iterdir()) == []
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_refusal_is_bold_red_on_a_terminal_unless_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert pre_gen.label(Terminal()) == "\033[1;31merror:\033[0m"
+    assert pre_gen.label(io.StringIO()) == "error:"
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert pre_gen.label(Terminal()) == "error:"
+
+
+def test_command_line_answers_are_jinja_templates_as_the_readme_says(cookies) -> None:  # type: ignore[no-untyped-def]
+    project = bake(cookies, {"project_name": "{{ 7*7 }}", "project_slug": "forty-nine", "package_name": "forty_nine"})
+
+    assert "`project_name='{{ 7*7 }}'` bakes a project\nnamed `49`" in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert (project / "README.md").read_text(encoding="utf-8").startswith("# 49\n")
 
 
 CONTROL_CHARACTERS = ["\n", "\r", "\t", "\x00", "\x1b", "\x7f", "\x85", "\u2028", "\u2029", "\ud800"]
