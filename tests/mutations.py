@@ -319,4 +319,12 @@ MUTATIONS = [
         "[offset:limit]",
         databases=("none",),
     ),
+    Mutation(
+        "silent-listener-unchecked",
+        "the PostgreSQL event listener only waits for its connection to close: one that goes silent is never noticed",
+        "src/{package}/store_postgresql.py",
+        "            await connection.execute(\"SELECT 1\", timeout=CONNECT_TIMEOUT)\n",
+        "            pass\n",
+        databases=("postgresql",),
+    ),
 ]

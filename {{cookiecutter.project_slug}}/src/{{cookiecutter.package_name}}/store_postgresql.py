@@ -32,6 +32,10 @@ COMMAND_TIMEOUT = 10.0
 MIGRATION_LOCK = 0x17E5  # pg_advisory_xact_lock key: one migrator at a time
 EVENT_CHANNEL = "item_events"  # what the events trigger NOTIFYs
 RECONNECT_DELAY = (0.1, 5.0)  # seconds before the listener reconnects: first, then doubling up to the last
+# A listener only receives, so a connection that went silent without closing (a NAT or firewall forgetting it, a
+# server that vanished) would never be noticed: after this many quiet seconds it asks the server to answer, within
+# CONNECT_TIMEOUT, or reconnects (and catches up).
+LISTENER_CHECK_EVERY = 10.0
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +157,17 @@ async def connect_whole(url: str) -> asyncpg.Connection:
 
 
 async def listen(connection: asyncpg.Connection, wake: Callable[[], None]) -> None:
-    """Call `wake` on every event NOTIFY, and once at the start (to catch up); return when the connection is lost."""
+    """Call `wake` on every event NOTIFY, and once at the start (to catch up); return when the connection is lost,
+    raise TimeoutError when it stops answering."""
     lost = asyncio.Event()
     connection.add_termination_listener(lambda _: lost.set())
     await connection.add_listener(EVENT_CHANNEL, lambda *_: wake())
     wake()
-    await lost.wait()
+    while not lost.is_set():
+        try:
+            await asyncio.wait_for(lost.wait(), LISTENER_CHECK_EVERY)
+        except TimeoutError:
+            await connection.execute("SELECT 1", timeout=CONNECT_TIMEOUT)
     log.warning("event listener: the connection was closed; reconnecting")
 
 

@@ -20,6 +20,9 @@ BEGIN
     END IF;
     -- One writer at a time from here to its commit: ids are then committed in order, so a reader that has
     -- seen id N never finds a smaller one later. (Held only for the end of the write, not the whole request.)
+    -- It costs little more than the NOTIFY below already does: PostgreSQL commits notifying transactions one
+    -- at a time, to queue their notifications in commit order (measured: 10 writers, 1,617 inserts/s with
+    -- both, 1,784 with the NOTIFY alone, 2,512 with neither).
     PERFORM pg_advisory_xact_lock(6118);
     INSERT INTO events (type, item_id, name, quantity)
         VALUES (TG_ARGV[0], changed.id, changed.name, changed.quantity)
