@@ -519,6 +519,12 @@ def versions_section(settings: Settings, report: Report) -> list[str]:
             figures.append(spread(pair.ratios(path), ".2f", "x"))
             figures += [spread([load.p99_ms for load in loads], ".2f") for loads in (before, now)]
             lines.append(f"| {pair.database} | `{path}` | {' | '.join(figures)} |")
+    lines += [
+        "",
+        "Where the baseline has no events, `POST /items` now also writes its event in the same transaction; on "
+        "PostgreSQL those transactions commit one at a time (ids in commit order, and the NOTIFY, which "
+        "PostgreSQL commits one at a time anyway), each waiting for its own flush to disk.",
+    ]
     return lines
 
 
