@@ -6,6 +6,8 @@ the exhaustive list a change to the API must keep passing.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -138,6 +140,37 @@ async def test_oversized_body_gets_413(client_with: ClientFactory) -> None:
 
     assert response.status == 413
     assert await error_of(response) == "too_large"
+
+
+async def send_slowly(client: Client, start: bytes) -> bytes:
+    """Send the start of a request on a raw connection, and nothing more; all the server answers until it closes."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(start)
+        async with asyncio.timeout(5):
+            return await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_a_body_that_does_not_arrive_in_time_gets_408_and_the_connection_closed(
+    client_with: ClientFactory,
+) -> None:
+    client = await client_with(body_timeout=0.2)
+    headers = "POST /items HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+
+    answer = await send_slowly(client, headers.encode() + b'{"name": ')
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert json.loads(body)["error"]["code"] == "body_timeout"
+
+
+async def test_headers_that_do_not_arrive_in_time_get_the_connection_closed(client_with: ClientFactory) -> None:
+    client = await client_with(keepalive_timeout=0.2)
+
+    assert await send_slowly(client, b"GET /health HTTP/1.1\r\nHost: test\r\n") == b""
 
 
 @pytest.mark.parametrize("path", ["/items/999999", "/items/abc", "/items/0", "/items/99999999999999999999999"])

@@ -6,10 +6,12 @@ fixture puts pytest's back afterwards, so the tests after these still capture lo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +19,8 @@ from {{ cookiecutter.package_name }}.app import create_app_from_env
 from {{ cookiecutter.package_name }}.keys import SETTINGS
 from {{ cookiecutter.package_name }}.logs import configure_logging
 from {{ cookiecutter.package_name }}.settings import Settings, SettingsError
+
+PROJECT = Path(__file__).parent.parent
 
 
 @pytest.fixture
@@ -39,8 +43,9 @@ def test_a_host_may_be_an_address_or_a_name(host: str) -> None:
 
 def test_every_variable_is_read() -> None:
     env = {"HOST": "0.0.0.0", "PORT": "9001", "UPSTREAM_TIMEOUT": "2.5", "MAX_BODY_BYTES": "1024"}
+    env |= {"BODY_TIMEOUT": "3", "KEEPALIVE_TIMEOUT": "30", "LOG_FORMAT": "json", "LOG_LEVEL": "DEBUG"}
 
-    settings = Settings.from_env({**env, "LOG_FORMAT": "json", "LOG_LEVEL": "DEBUG"})
+    settings = Settings.from_env(env)
 
     assert (settings.host, settings.port, settings.upstream_timeout, settings.max_body_bytes) == (
         "0.0.0.0",
@@ -48,7 +53,17 @@ def test_every_variable_is_read() -> None:
         2.5,
         1024,
     )
+    assert (settings.body_timeout, settings.keepalive_timeout) == (3, 30)
     assert (settings.log_format, settings.log_level) == ("json", "DEBUG")
+
+
+def test_every_setting_is_in_the_env_example_and_the_readme() -> None:
+    variables = {field.name.upper() for field in dataclasses.fields(Settings)}
+    example = (PROJECT / ".env.example").read_text(encoding="utf-8").splitlines()
+    readme = (PROJECT / "README.md").read_text(encoding="utf-8").splitlines()
+
+    assert variables <= {line.partition("=")[0] for line in example if not line.startswith("#")}
+    assert variables <= {name for line in readme if line.startswith("| `") for name in re.findall(r"`(\w+)`", line)}
 
 
 @pytest.mark.parametrize(

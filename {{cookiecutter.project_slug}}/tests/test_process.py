@@ -14,7 +14,7 @@ import time
 import aiohttp
 import pytest
 
-from .support.service_process import launch, lines_said, running_service
+from .support.service_process import Service, launch, lines_said, running_service, wait_until_healthy
 
 pytestmark = [
     pytest.mark.heavy,  # each test starts a Python process: seconds, so `--heavy` only
@@ -133,3 +133,33 @@ async def test_bad_configuration_stops_with_one_line(env: dict[str, str], messag
     assert process.returncode == 1
     assert len(lines) == 1, lines
     assert message in lines[0]
+
+
+LOW_OPEN_FILES = 256  # macOS's default soft limit, and some containers'
+IDLE_CLIENTS = 300
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="needs a hard limit on open files above the soft one, as Linux has")
+async def test_hundreds_of_idle_connections_under_a_low_open_files_limit_leave_health_answering(
+    unused_tcp_port: int, service_env: dict[str, str]
+) -> None:
+    """Started with a soft limit of 256 open files, it raises it: 300 connections that never send a request do not
+    lock out the next client."""
+    env = {"HOST": "127.0.0.1", "PORT": str(unused_tcp_port), **service_env}
+    process = await launch(env, open_files=LOW_OPEN_FILES)
+    service = Service(process, f"http://127.0.0.1:{unused_tcp_port}")
+    idle: list[asyncio.StreamWriter] = []
+    try:
+        await wait_until_healthy(service)
+        for _ in range(IDLE_CLIENTS):
+            idle.append((await asyncio.open_connection("127.0.0.1", unused_tcp_port))[1])
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+            session.get(f"{service.url}/health") as response,
+        ):
+            assert response.status == 200
+    finally:
+        for writer in idle:
+            writer.close()
+        stderr = await service.stop()
+    assert "Traceback" not in stderr

@@ -8,6 +8,7 @@ import sys
 from aiohttp import web
 
 from .app import create_app
+from .limits import raise_open_files_limit
 from .logs import configure_logging
 from .loop import loop_name, new_event_loop
 from .settings import Settings, SettingsError
@@ -25,6 +26,7 @@ def main() -> None:
     except SettingsError as error:
         sys.exit(f"{{ cookiecutter.package_name }}: {error}")
     configure_logging(settings)
+    raise_open_files_limit()
     loop = new_event_loop()
 
     def announce(_: str) -> None:  # run_app calls this once the socket is listening

@@ -9,6 +9,7 @@ from aiohttp import web
 from .events import hub_context, shutdown_hub
 from .items import ItemStore
 from .keys import SETTINGS, STORE
+from .limits import raise_open_files_limit
 from .logs import configure_logging
 from .routes import add_routes
 from .settings import Settings, SettingsError
@@ -20,7 +21,11 @@ WORKER_BOOT_ERROR = 3  # gunicorn's exit code for a worker that cannot start
 
 def create_app(settings: Settings, store: ItemStore | None = None) -> web.Application:
     """Build the service; pass `store` to use it instead of opening the configured one."""
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    # aiohttp closes a connection that has sent no whole request for keepalive_timeout seconds, from its start and
+    # after each answer: the bound on a client that sends its headers slowly (or never), and on idle keep-alive.
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, handler_args={"keepalive_timeout": settings.keepalive_timeout}
+    )
     app[SETTINGS] = settings
     if store is None:
         app.cleanup_ctx.append(store_context)
@@ -45,4 +50,5 @@ def create_app_from_env() -> web.Application:
         print(f"{{ cookiecutter.package_name }}: {error}", file=sys.stderr)
         raise SystemExit(WORKER_BOOT_ERROR) from None
     configure_logging(settings)
+    raise_open_files_limit()
     return create_app(settings)

@@ -33,22 +33,32 @@ async def read_json(request: web.Request) -> object:
     """The decoded JSON body, or a 4xx JSON error saying what is wrong with it."""
     if request.content_type != "application/json":
         raise json_error(web.HTTPUnsupportedMediaType, "unsupported_media_type", "send the body as application/json")
+    settings = request.app[SETTINGS]
     try:
-        body = await request.read()
+        async with asyncio.timeout(settings.body_timeout):
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        limit = request.app[SETTINGS].max_body_bytes
+        limit = settings.max_body_bytes
         raise json_error(
             web.HTTPRequestEntityTooLarge, "too_large", f"the body exceeds {limit} bytes", max_size=limit
         ) from None
     except web.RequestPayloadError:  # e.g. a body that is not in the Content-Encoding it claims
-        refused = json_error(web.HTTPBadRequest, "malformed_body", "the body does not match its Content-Encoding")
-        request.content.feed_eof()  # the rest is unreadable too: answer without reading it, then close
-        refused.force_close()
-        raise refused from None
+        message = "the body does not match its Content-Encoding"
+        raise unread_rest(request, json_error(web.HTTPBadRequest, "malformed_body", message)) from None
+    except TimeoutError:  # a client sending slowly, or not at all, must not hold a connection forever
+        message = f"the body did not arrive within {settings.body_timeout:g} s"
+        raise unread_rest(request, json_error(web.HTTPRequestTimeout, "body_timeout", message)) from None
     try:
         return json.loads(body)
     except (ValueError, RecursionError):
         raise json_error(web.HTTPBadRequest, "malformed_json", "the body is not valid UTF-8 JSON") from None
+
+
+def unread_rest(request: web.Request, refusal: web.HTTPException) -> web.HTTPException:
+    """`refusal`, sent without reading the rest of the body (unusable or not coming), then the connection closed."""
+    request.content.feed_eof()
+    refusal.force_close()
+    return refusal
 
 
 def item_id_of(request: web.Request) -> int:

@@ -31,6 +31,8 @@ class Settings:
     upstream_url: str = "http://127.0.0.1:9000/status"
     upstream_timeout: float = 5.0
     max_body_bytes: int = 64 * 1024
+    body_timeout: float = 15.0
+    keepalive_timeout: float = 75.0
     log_format: str = "text"
     log_level: str = "INFO"
 
@@ -47,6 +49,8 @@ class Settings:
             upstream_url=env.get("UPSTREAM_URL", defaults.upstream_url),
             upstream_timeout=_number(env, "UPSTREAM_TIMEOUT", defaults.upstream_timeout, float, 0.001, 600),
             max_body_bytes=_number(env, "MAX_BODY_BYTES", defaults.max_body_bytes, int, 1, 2**30),
+            body_timeout=_number(env, "BODY_TIMEOUT", defaults.body_timeout, float, 0.001, 600),
+            keepalive_timeout=_number(env, "KEEPALIVE_TIMEOUT", defaults.keepalive_timeout, float, 0.001, 3600),
             log_format=_choice(env, "LOG_FORMAT", defaults.log_format, ("text", "json")),
             log_level=_choice(env, "LOG_LEVEL", defaults.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
         )

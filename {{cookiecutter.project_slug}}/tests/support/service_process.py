@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import signal
@@ -34,8 +35,17 @@ class Service:
         return stderr.decode()
 
 
-async def launch(env: Mapping[str, str], command: Sequence[str] = SERVICE) -> asyncio.subprocess.Process:
-    """Start `python -m <command>` (the service's own by default) with `env` on top of this environment."""
+async def launch(
+    env: Mapping[str, str], command: Sequence[str] = SERVICE, open_files: int | None = None
+) -> asyncio.subprocess.Process:
+    """Start `python -m <command>` (the service's own by default) with `env` on top of this environment, and with
+    `open_files` as its soft limit on open files when given (POSIX)."""
+
+    def limit(soft: int) -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -43,6 +53,7 @@ async def launch(env: Mapping[str, str], command: Sequence[str] = SERVICE) -> as
         env={**os.environ, "PYTHONDEVMODE": "1", **env},
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=None if open_files is None else functools.partial(limit, open_files),
     )
 
 
