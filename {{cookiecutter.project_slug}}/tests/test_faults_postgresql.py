@@ -1,21 +1,31 @@
-"""Database faults: when PostgreSQL stops taking connections, requests get 503 and the service recovers alone."""
+"""Database faults: when PostgreSQL stops taking connections, or stops answering, requests get 503 within the
+timeouts and the service recovers alone; a create whose answer was lost is not repeated by its retry."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable
 from urllib.parse import urlsplit
 
 import asyncpg
+import pytest
+from aiohttp import ClientResponse
 from pytest_aiohttp import AiohttpClient
 
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from .support.clients import Client
+from .support.tcp_proxy import TcpProxy, tcp_proxy
 
 RECOVERY_TIMEOUT = 5.0
 POLL = 0.05
+TIMEOUT = 0.5  # DATABASE_TIMEOUT and DATABASE_POOL_TIMEOUT below: no answer may take longer than the two
+MARGIN = 0.5  # for a busy machine
+CONCURRENT = 20  # requests at once: more than the pool's connections
 TERMINATE = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()"
 
 
@@ -33,6 +43,54 @@ async def wait_until_ready(client: Client) -> None:
             return
         await asyncio.sleep(POLL)
     raise AssertionError(f"not ready {RECOVERY_TIMEOUT} s after the database came back")
+
+
+@pytest.fixture
+async def proxy(service_env: dict[str, str]) -> AsyncIterator[TcpProxy]:
+    """Function scope: a proxy to the test database's server, which the test can hang."""
+    url = urlsplit(service_env["DATABASE_URL"])
+    async with tcp_proxy((url.hostname or "127.0.0.1", url.port or 5432)) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+async def hung_client(
+    aiohttp_client: AiohttpClient, settings: Settings, service_env: dict[str, str], proxy: TcpProxy
+) -> Client:
+    """Function scope: a client of the service on the test's database, reached through `proxy`, with short timeouts."""
+    url = urlsplit(service_env["DATABASE_URL"])
+    through_proxy = url._replace(netloc=f"{url.username}@127.0.0.1:{proxy.port}").geturl()
+    changed = dataclasses.replace(
+        settings, database_url=through_proxy, database_timeout=TIMEOUT, database_pool_timeout=TIMEOUT
+    )
+    return await aiohttp_client(create_app(changed))
+
+
+async def timed(request: Awaitable[ClientResponse]) -> tuple[float, int]:
+    """The seconds until `request` was answered, and its status."""
+    started = time.monotonic()
+    response = await request
+    return time.monotonic() - started, response.status
+
+
+async def test_a_hung_server_gets_every_request_its_503_within_the_timeouts(
+    hung_client: Client, proxy: TcpProxy
+) -> None:
+    assert (await hung_client.post("/items", json={"name": "before the fault"})).status == 201
+
+    proxy.hang()
+    ready = await hung_client.get("/ready")
+    answers = await asyncio.gather(
+        *(timed(hung_client.post("/items", json={"name": f"during {n}"})) for n in range(CONCURRENT))
+    )
+
+    assert ready.status == 503
+    said = (await ready.json())["error"]["message"]
+    assert re.fullmatch(rf"postgresql: no (answer|connection) within {TIMEOUT} s", said)
+    assert {status for _, status in answers} == {503}
+    assert max(seconds for seconds, _ in answers) < 2 * TIMEOUT + MARGIN
+    proxy.resume()
+    await wait_until_ready(hung_client)
 
 
 async def test_lost_database_gives_503_and_the_service_recovers_without_a_restart(
@@ -56,3 +114,28 @@ async def test_lost_database_gives_503_and_the_service_recovers_without_a_restar
     items = (await (await client.get("/items")).json())["items"]
 
     assert [item["name"] for item in items] == ["before the fault"]
+
+
+async def test_a_create_answered_503_after_its_commit_is_not_repeated_by_its_retry(
+    hung_client: Client, proxy: TcpProxy, service_env: dict[str, str]
+) -> None:
+    name = "an item whose answer is lost"
+    key = {"Idempotency-Key": "d1c5a2b4-lost"}
+
+    proxy.hung_on = name.encode()  # the server committed the INSERT and sent its row; the service never gets it
+    lost = await hung_client.post("/items", json={"name": name}, headers=key)
+    proxy.hung_on = None
+    proxy.resume()
+    await wait_until_ready(hung_client)
+    [stored] = [item for item in (await (await hung_client.get("/items")).json())["items"] if item["name"] == name]
+    retry = await hung_client.post("/items", json={"name": name}, headers=key)
+
+    assert lost.status == 503  # the client cannot know the item was stored: it retries
+    assert (retry.status, await retry.json()) == (201, stored)
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    database = await asyncpg.connect(service_env["DATABASE_URL"])
+    try:
+        assert await database.fetchval("SELECT count(*) FROM items WHERE name = $1", name) == 1
+        assert await database.fetchval("SELECT count(*) FROM events WHERE item_id = $1", stored["id"]) == 1
+    finally:
+        await database.close()
