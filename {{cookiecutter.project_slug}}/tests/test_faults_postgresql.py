@@ -26,6 +26,7 @@ POLL = 0.05
 TIMEOUT = 0.5  # DATABASE_TIMEOUT and DATABASE_POOL_TIMEOUT below: no answer may take longer than the two
 MARGIN = 0.5  # for a busy machine
 CONCURRENT = 20  # requests at once: more than the pool's connections
+EVENTS_LOCK = 6118  # what migrations/postgresql/0002_create_events.sql locks to write events one at a time
 TERMINATE = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()"
 
 
@@ -84,13 +85,34 @@ async def test_a_hung_server_gets_every_request_its_503_within_the_timeouts(
         *(timed(hung_client.post("/items", json={"name": f"during {n}"})) for n in range(CONCURRENT))
     )
 
-    assert ready.status == 503
+    assert (ready.status, ready.headers["Retry-After"]) == (503, "1")
     said = (await ready.json())["error"]["message"]
     assert re.fullmatch(rf"postgresql: no (answer|connection) within {TIMEOUT} s", said)
     assert {status for _, status in answers} == {503}
     assert max(seconds for seconds, _ in answers) < 2 * TIMEOUT + MARGIN
     proxy.resume()
     await wait_until_ready(hung_client)
+
+
+async def test_a_statement_past_the_timeout_is_stopped_by_the_server_too(
+    hung_client: Client, service_env: dict[str, str]
+) -> None:
+    name = "waited for a lock"
+    database = await asyncpg.connect(service_env["DATABASE_URL"])
+    try:
+        async with database.transaction():
+            # The lock the events trigger takes: the service's INSERT runs, then waits for this transaction.
+            await database.execute(f"SELECT pg_advisory_xact_lock({EVENTS_LOCK})")
+            answer = await hung_client.post("/items", json={"name": name})
+            await asyncio.sleep(TIMEOUT)  # the server's own limit has passed too
+        await asyncio.sleep(TIMEOUT)  # an INSERT the server still ran would be committed by now
+        stored = await database.fetchval("SELECT count(*) FROM items WHERE name = $1", name)
+    finally:
+        await database.close()
+
+    assert answer.status == 503
+    assert (await answer.json())["error"]["message"] == f"postgresql: no answer within {TIMEOUT} s"
+    assert stored == 0
 
 
 async def test_lost_database_gives_503_and_the_service_recovers_without_a_restart(

@@ -14,7 +14,7 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from {{ cookiecutter.package_name }}.app import create_app
-from {{ cookiecutter.package_name }}.items import IDEMPOTENCY_KEY_TTL, ItemStore, NewItem
+from {{ cookiecutter.package_name }}.items import IDEMPOTENCY_KEY_PRUNE_BATCH, IDEMPOTENCY_KEY_TTL, ItemStore, NewItem
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from .support.clients import AgeKeys, Client, KeptKeys
@@ -104,6 +104,25 @@ async def test_a_key_is_forgotten_after_its_time_and_then_creates_a_new_item(cli
     assert (after.status, "Idempotent-Replayed" in after.headers) == (201, False)
     assert (await after.json())["id"] != first["id"]
     assert await again.json() == await after.json()
+
+
+def test_keys_are_kept_24_hours_and_forgotten_100_at_a_time_as_the_readme_says() -> None:
+    assert (IDEMPOTENCY_KEY_TTL, IDEMPOTENCY_KEY_PRUNE_BATCH) == (24 * 60 * 60, 100)
+
+
+async def test_a_key_is_forgotten_after_its_time_however_many_expired_before_it(
+    store: ItemStore, age_keys: AgeKeys, kept_keys: KeptKeys
+) -> None:
+    for n in range(IDEMPOTENCY_KEY_PRUNE_BATCH + 1):  # more than one new key forgets
+        await store.add_once(NewItem(name=f"older {n}", quantity=0), f"older {n}")
+    lamp, _ = await store.add_once(NewItem(name="lamp", quantity=2), "lamp")
+    await age_keys(IDEMPOTENCY_KEY_TTL + 1)
+
+    desk, created = await store.add_once(NewItem(name="desk", quantity=0), "lamp")
+
+    assert created
+    assert desk.id != lamp.id
+    assert await kept_keys() == 2  # one batch of the older keys forgotten, and the key that was used again
 
 
 async def test_expired_keys_are_forgotten_as_new_ones_come(

@@ -19,8 +19,10 @@ PAGE_MAX = 100
 EVENT_RETENTION = 10_000
 EVENT_PRUNE_EVERY = 1_000
 # How long POST /items remembers an Idempotency-Key: a retry within it gets the item the key created, a request
-# after it creates a new one. Expired keys are forgotten a batch at a time as new ones come.
+# after it creates a new one. Each new key forgets up to a batch of expired ones, oldest first{% if cookiecutter.database != "none" %} (the store's SQL
+# says the same batch){% endif %}.
 IDEMPOTENCY_KEY_TTL = 24 * 60 * 60  # seconds
+IDEMPOTENCY_KEY_PRUNE_BATCH = 100
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # visible ASCII: what a UUID, a ULID or a hash is written in
 
 

@@ -10,10 +10,17 @@ from typing import NamedTuple
 
 from aiohttp import web
 
-from .items import EVENT_PRUNE_EVERY, EVENT_RETENTION, IDEMPOTENCY_KEY_TTL, Item, ItemEvent, NewItem, replayed
+from .items import (
+    EVENT_PRUNE_EVERY,
+    EVENT_RETENTION,
+    IDEMPOTENCY_KEY_PRUNE_BATCH,
+    IDEMPOTENCY_KEY_TTL,
+    Item,
+    ItemEvent,
+    NewItem,
+    replayed,
+)
 from .keys import STORE
-
-KEY_PRUNE_BATCH = 100  # expired keys forgotten, at most, per new one
 
 
 class UsedKey(NamedTuple):
@@ -51,7 +58,7 @@ class MemoryItemStore:
         used = self.keys.get(key)
         if used is not None and now - used.at < IDEMPOTENCY_KEY_TTL:
             return replayed(new, used.digest, used.item_id), False
-        for old in list(itertools.islice(self.keys, KEY_PRUNE_BATCH)):
+        for old in list(itertools.islice(self.keys, IDEMPOTENCY_KEY_PRUNE_BATCH)):
             if now - self.keys[old].at < IDEMPOTENCY_KEY_TTL:
                 break
             del self.keys[old]

@@ -74,7 +74,8 @@ async def migrate(connection: Connection) -> None:
 
 
 # One statement: the key is claimed (or an expired use of it taken over) and only then is the item added, with the
-# id the key names; a key in use adds nothing. It also forgets up to 100 other expired keys (older first).
+# id the key names; a key in use adds nothing. It also forgets up to IDEMPOTENCY_KEY_PRUNE_BATCH (100) other expired
+# keys, oldest first.
 ADD_ONCE = """
 WITH pruned AS (
     DELETE FROM idempotency_keys WHERE key IN (

@@ -1,6 +1,7 @@
 -- Idempotency keys of POST /items: each names the item it created, so a retry gets that item instead of a
 -- second one. No foreign key: a retry of a create whose item was deleted since still gets the original answer.
--- Keys expire after items.IDEMPOTENCY_KEY_TTL; each new key forgets up to 100 expired ones, oldest first.
+-- Keys expire after items.IDEMPOTENCY_KEY_TTL; each new key forgets up to items.IDEMPOTENCY_KEY_PRUNE_BATCH (100)
+-- expired ones, oldest first.
 CREATE TABLE idempotency_keys (
     key TEXT PRIMARY KEY,
     digest BLOB NOT NULL,  -- items.NewItem.digest() of the item the key was used for
