@@ -39,8 +39,8 @@ MUTATIONS = [
         "dropped-await-add",
         "create_item forgets to await the store: the coroutine, not the item, is published and returned",
         HANDLERS,
-        "item = await request.app[STORE].add(",
-        "item = request.app[STORE].add(",
+        "await request.app[STORE].add(new)",
+        "request.app[STORE].add(new)",
     ),
     Mutation(
         "dropped-await-ready",
@@ -53,8 +53,8 @@ MUTATIONS = [
         "wrong-status-created",
         "POST /items answers 200 instead of 201",
         HANDLERS,
-        'status=201, headers={"Location"',
-        'status=200, headers={"Location"',
+        "item.to_json(), status=201, headers=headers)",
+        "item.to_json(), status=200, headers=headers)",
     ),
     Mutation(
         "wrong-status-deleted",
@@ -67,8 +67,8 @@ MUTATIONS = [
         "missing-location-header",
         "POST /items no longer says where the new item lives",
         HANDLERS,
-        'status=201, headers={"Location": f"/items/{item.id}"})',
-        "status=201)",
+        '    headers = {"Location": f"/items/{item.id}"}\n',
+        "    headers: dict[str, str] = {}\n",
     ),
     Mutation(
         "delete-missing-answers-204",
@@ -98,9 +98,8 @@ MUTATIONS = [
         "hub-not-woken",
         "POST /items stores the item but never wakes the hub: with nothing else watching, no one hears of it",
         HANDLERS,
-        "    item = await request.app[STORE].add(parse_new_item(await read_json(request)))\n"
-        "    request.app[HUB].wake()\n",
-        "    item = await request.app[STORE].add(parse_new_item(await read_json(request)))\n",
+        "    if created:\n        request.app[HUB].wake()\n    else:\n",
+        "    if not created:\n",
         databases=("none",),
     ),
     Mutation(
@@ -279,11 +278,11 @@ MUTATIONS = [
         "src/{package}/store_sqlite.py",
         "    try:\n"
         "        await migrate(connection)\n"
-        "        app[STORE] = SqliteItemStore(connection)\n"
+        "        app[STORE] = SqliteItemStore(connection, settings)\n"
         "        yield\n"
         "    finally:\n"
         "        await connection.close()\n",
-        "    await migrate(connection)\n    app[STORE] = SqliteItemStore(connection)\n    yield\n",
+        "    await migrate(connection)\n    app[STORE] = SqliteItemStore(connection, settings)\n    yield\n",
         databases=("sqlite",),
     ),
     Mutation(
@@ -301,13 +300,15 @@ MUTATIONS = [
         "    try:\n"
         "        async with pool.acquire() as connection:\n"
         "            await migrate(connection)\n"
-        "        app[STORE] = PostgresItemStore(pool.acquire, listen_url=url)\n"
+        "        acquire = functools.partial(pool.acquire, timeout=settings.database_pool_timeout)\n"
+        "        app[STORE] = PostgresItemStore(acquire, settings, listen_url=url)\n"
         "        yield\n"
         "    finally:\n"
         "        await pool.close()\n",
         "    async with pool.acquire() as connection:\n"
         "        await migrate(connection)\n"
-        "    app[STORE] = PostgresItemStore(pool.acquire, listen_url=url)\n"
+        "    acquire = functools.partial(pool.acquire, timeout=settings.database_pool_timeout)\n"
+        "    app[STORE] = PostgresItemStore(acquire, settings, listen_url=url)\n"
         "    yield\n",
         databases=("postgresql",),
     ),

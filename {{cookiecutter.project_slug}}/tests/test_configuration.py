@@ -55,6 +55,18 @@ def test_every_variable_is_read() -> None:
     )
     assert (settings.body_timeout, settings.keepalive_timeout) == (3, 30)
     assert (settings.log_format, settings.log_level) == ("json", "DEBUG")
+{%- if cookiecutter.database != "none" %}
+
+
+def test_the_database_timeouts_are_read() -> None:
+{%- if cookiecutter.database == "postgresql" %}
+    settings = Settings.from_env({"DATABASE_TIMEOUT": "0.25", "DATABASE_POOL_TIMEOUT": "1.5"})
+
+    assert (settings.database_timeout, settings.database_pool_timeout) == (0.25, 1.5)
+{%- else %}
+    assert Settings.from_env({"DATABASE_TIMEOUT": "0.25"}).database_timeout == 0.25
+{%- endif %}
+{%- endif %}
 
 
 def test_every_setting_is_in_the_env_example_and_the_readme() -> None:
@@ -76,8 +88,22 @@ def test_every_setting_is_in_the_env_example_and_the_readme() -> None:
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'LOUD'"),
         ({"HOST": "999.1.1.1"}, "HOST must be an IP address or a host name, got '999.1.1.1'"),
         ({"HOST": "my_host"}, "HOST must be an IP address or a host name, got 'my_host'"),
+{%- if cookiecutter.database != "none" %}
+        ({"DATABASE_TIMEOUT": "0"}, "DATABASE_TIMEOUT must be a number from 0.001 to 600, got '0'"),
+{%- endif %}
+{%- if cookiecutter.database == "postgresql" %}
+        ({"DATABASE_POOL_TIMEOUT": "-1"}, "DATABASE_POOL_TIMEOUT must be a number from 0.001 to 600, got '-1'"),
+{%- endif %}
     ],
-    ids=["port-zero", "port-too-high", "timeout-not-a-number", "no-body-allowed", "unknown-level", "ip-typo", "host"],
+    ids=[
+        *("port-zero", "port-too-high", "timeout-not-a-number", "no-body-allowed", "unknown-level", "ip-typo", "host"),
+{%- if cookiecutter.database != "none" %}
+        "database-timeout-zero",
+{%- endif %}
+{%- if cookiecutter.database == "postgresql" %}
+        "pool-timeout-negative",
+{%- endif %}
+    ],
 )
 def test_a_bad_value_is_refused_with_its_variable_and_the_rule(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=re.escape(message)):

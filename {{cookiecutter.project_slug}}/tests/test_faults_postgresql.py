@@ -1,14 +1,19 @@
-"""Database faults: when PostgreSQL stops taking connections, requests get 503 and the service recovers alone;
-when the event listener's connection goes silent, it notices, reconnects and catches up."""
+"""Database faults: when PostgreSQL stops taking connections, or stops answering, requests get 503 within the
+timeouts and the service recovers alone; a create whose answer was lost is not repeated by its retry; an event
+listener whose connection goes silent notices, reconnects and catches up."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+from aiohttp import ClientResponse
 from pytest_aiohttp import AiohttpClient
 
 from {{ cookiecutter.package_name }} import store_postgresql
@@ -17,11 +22,14 @@ from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.store_postgresql import Acquire, PostgresItemStore
 
 from .support.clients import Client
-from .support.postgresql_fixtures import TEST_DATABASE_URL
-from .support.tcp_proxy import running_proxy
+from .support.tcp_proxy import TcpProxy, tcp_proxy
 
 RECOVERY_TIMEOUT = 5.0
 POLL = 0.05
+TIMEOUT = 0.5  # DATABASE_TIMEOUT and DATABASE_POOL_TIMEOUT below: no answer may take longer than the two
+MARGIN = 0.5  # for a busy machine
+CONCURRENT = 20  # requests at once: more than the pool's connections
+EVENTS_LOCK = 6118  # what migrations/postgresql/0002_create_events.sql locks to write events one at a time
 TERMINATE = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()"
 
 
@@ -39,6 +47,83 @@ async def wait_until_ready(client: Client) -> None:
             return
         await asyncio.sleep(POLL)
     raise AssertionError(f"not ready {RECOVERY_TIMEOUT} s after the database came back")
+
+
+@pytest.fixture
+async def proxy(service_env: dict[str, str]) -> AsyncIterator[TcpProxy]:
+    """Function scope: a proxy to the test database's server, which the test can hang."""
+    url = urlsplit(service_env["DATABASE_URL"])
+    async with tcp_proxy((url.hostname or "127.0.0.1", url.port or 5432)) as proxy:
+        yield proxy
+
+
+def through(proxy: TcpProxy, url: str) -> str:
+    """`url`, reached through `proxy`. No TLS: asyncpg's pool, cancelled mid-negotiation when it closes, can leave
+    a future nobody reads (noise)."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}", query="sslmode=disable").geturl()
+
+
+@pytest.fixture
+async def hung_client(
+    aiohttp_client: AiohttpClient, settings: Settings, service_env: dict[str, str], proxy: TcpProxy
+) -> Client:
+    """Function scope: a client of the service on the test's database, reached through `proxy`, with short timeouts."""
+    changed = dataclasses.replace(
+        settings,
+        database_url=through(proxy, service_env["DATABASE_URL"]),
+        database_timeout=TIMEOUT,
+        database_pool_timeout=TIMEOUT,
+    )
+    return await aiohttp_client(create_app(changed))
+
+
+async def timed(request: Awaitable[ClientResponse]) -> tuple[float, int]:
+    """The seconds until `request` was answered, and its status."""
+    started = time.monotonic()
+    response = await request
+    return time.monotonic() - started, response.status
+
+
+async def test_a_hung_server_gets_every_request_its_503_within_the_timeouts(
+    hung_client: Client, proxy: TcpProxy
+) -> None:
+    assert (await hung_client.post("/items", json={"name": "before the fault"})).status == 201
+
+    proxy.hang()
+    ready = await hung_client.get("/ready")
+    answers = await asyncio.gather(
+        *(timed(hung_client.post("/items", json={"name": f"during {n}"})) for n in range(CONCURRENT))
+    )
+
+    assert (ready.status, ready.headers["Retry-After"]) == (503, "1")
+    said = (await ready.json())["error"]["message"]
+    assert re.fullmatch(rf"postgresql: no (answer|connection) within {TIMEOUT} s", said)
+    assert {status for _, status in answers} == {503}
+    assert max(seconds for seconds, _ in answers) < 2 * TIMEOUT + MARGIN
+    proxy.resume()
+    await wait_until_ready(hung_client)
+
+
+async def test_a_statement_past_the_timeout_is_stopped_by_the_server_too(
+    hung_client: Client, service_env: dict[str, str]
+) -> None:
+    name = "waited for a lock"
+    database = await asyncpg.connect(service_env["DATABASE_URL"])
+    try:
+        async with database.transaction():
+            # The lock the events trigger takes: the service's INSERT runs, then waits for this transaction.
+            await database.execute(f"SELECT pg_advisory_xact_lock({EVENTS_LOCK})")
+            answer = await hung_client.post("/items", json={"name": name})
+            await asyncio.sleep(TIMEOUT)  # the server's own limit has passed too
+        await asyncio.sleep(TIMEOUT)  # an INSERT the server still ran would be committed by now
+        stored = await database.fetchval("SELECT count(*) FROM items WHERE name = $1", name)
+    finally:
+        await database.close()
+
+    assert answer.status == 503
+    assert (await answer.json())["error"]["message"] == f"postgresql: no answer within {TIMEOUT} s"
+    assert stored == 0
 
 
 async def test_lost_database_gives_503_and_the_service_recovers_without_a_restart(
@@ -64,23 +149,45 @@ async def test_lost_database_gives_503_and_the_service_recovers_without_a_restar
     assert [item["name"] for item in items] == ["before the fault"]
 
 
+async def test_a_create_answered_503_after_its_commit_is_not_repeated_by_its_retry(
+    hung_client: Client, proxy: TcpProxy, service_env: dict[str, str]
+) -> None:
+    name = "an item whose answer is lost"
+    key = {"Idempotency-Key": "d1c5a2b4-lost"}
+
+    proxy.hung_on = name.encode()  # the server committed the INSERT and sent its row; the service never gets it
+    lost = await hung_client.post("/items", json={"name": name}, headers=key)
+    proxy.hung_on = None
+    proxy.resume()
+    await wait_until_ready(hung_client)
+    [stored] = [item for item in (await (await hung_client.get("/items")).json())["items"] if item["name"] == name]
+    retry = await hung_client.post("/items", json={"name": name}, headers=key)
+
+    assert lost.status == 503  # the client cannot know the item was stored: it retries
+    assert (retry.status, await retry.json()) == (201, stored)
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    database = await asyncpg.connect(service_env["DATABASE_URL"])
+    try:
+        assert await database.fetchval("SELECT count(*) FROM items WHERE name = $1", name) == 1
+        assert await database.fetchval("SELECT count(*) FROM events WHERE item_id = $1", stored["id"]) == 1
+    finally:
+        await database.close()
+
+
 async def test_a_listener_whose_connection_goes_silent_reconnects_and_catches_up(
-    acquire: Acquire, monkeypatch: pytest.MonkeyPatch
+    acquire: Acquire, settings: Settings, proxy: TcpProxy, service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A proxy between the listener and the server stops carrying its bytes but keeps both sockets open: the
     listener must notice (its check gets no answer), reconnect and wake the hub again to catch up."""
     monkeypatch.setattr(store_postgresql, "LISTENER_CHECK_EVERY", 0.2)
-    monkeypatch.setattr(store_postgresql, "CONNECT_TIMEOUT", 0.5)
-    server = urlsplit(TEST_DATABASE_URL)
+    monkeypatch.setattr(store_postgresql, "CONNECT_TIMEOUT", TIMEOUT)
     wakes: asyncio.Queue[None] = asyncio.Queue()
-    async with running_proxy((server.hostname or "127.0.0.1", server.port or 5432)) as proxy:
-        credentials = server.netloc.rpartition("@")[0]
-        url = server._replace(netloc=f"{credentials}@127.0.0.1:{proxy.port}").geturl()
-        watcher = asyncio.create_task(PostgresItemStore(acquire, listen_url=url).watch(lambda: wakes.put_nowait(None)))
-        try:
-            await asyncio.wait_for(wakes.get(), RECOVERY_TIMEOUT)  # listening, caught up once
-            proxy.silence()
-            await asyncio.wait_for(wakes.get(), RECOVERY_TIMEOUT)  # noticed, reconnected, caught up again
-        finally:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+    store = PostgresItemStore(acquire, settings, listen_url=through(proxy, service_env["DATABASE_URL"]))
+    watcher = asyncio.create_task(store.watch(lambda: wakes.put_nowait(None)))
+    try:
+        await asyncio.wait_for(wakes.get(), RECOVERY_TIMEOUT)  # listening, caught up once
+        proxy.silence()
+        await asyncio.wait_for(wakes.get(), RECOVERY_TIMEOUT)  # noticed, reconnected, caught up again
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)

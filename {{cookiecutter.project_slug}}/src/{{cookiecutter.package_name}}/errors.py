@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .items import ValidationError
+from .items import KeyReused, ValidationError
 {%- if cookiecutter.database != "none" %}
 from .store_{{ cookiecutter.database }} import DatabaseUnavailable
 {%- endif %}
@@ -42,6 +42,8 @@ def json_errors(handler: Handler) -> Handler:
             return await handler(request)
         except ValidationError as error:
             raise json_error(web.HTTPBadRequest, "invalid", str(error)) from None
+        except KeyReused as error:
+            raise json_error(web.HTTPUnprocessableEntity, "idempotency_key_reused", str(error)) from None
 {%- if cookiecutter.database != "none" %}
         except DatabaseUnavailable as error:
             log.warning("%s %s: %s", request.method, request.path, error)

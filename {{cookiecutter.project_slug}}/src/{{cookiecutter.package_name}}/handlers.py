@@ -10,7 +10,15 @@ from aiohttp import WSMsgType, web
 from .errors import json_error
 from .events import reply_to
 from .fingerprint import fingerprint
-from .items import EVENT_RETENTION, Item, parse_after, parse_item_id, parse_new_item, parse_page
+from .items import (
+    EVENT_RETENTION,
+    Item,
+    parse_after,
+    parse_idempotency_key,
+    parse_item_id,
+    parse_new_item,
+    parse_page,
+)
 from .keys import HUB, SETTINGS, STORE, UPSTREAM
 from .upstream import fetch_status
 
@@ -83,10 +91,20 @@ async def find_item(request: web.Request) -> Item:
 
 
 async def create_item(request: web.Request) -> web.Response:
-    """POST /items: store an item (and its event), tell the subscribers."""
-    item = await request.app[STORE].add(parse_new_item(await read_json(request)))
-    request.app[HUB].wake()
-    return web.json_response(item.to_json(), status=201, headers={"Location": f"/items/{item.id}"})
+    """POST /items: store an item (and its event), tell the subscribers. With an Idempotency-Key header, a retry
+    gets the item the key created, marked `Idempotent-Replayed: true`, and nothing is stored again."""
+    key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
+    new = parse_new_item(await read_json(request))
+    if key is None:
+        item, created = await request.app[STORE].add(new), True
+    else:
+        item, created = await request.app[STORE].add_once(new, key)
+    headers = {"Location": f"/items/{item.id}"}
+    if created:
+        request.app[HUB].wake()
+    else:
+        headers["Idempotent-Replayed"] = "true"
+    return web.json_response(item.to_json(), status=201, headers=headers)
 
 
 async def list_items(request: web.Request) -> web.Response:

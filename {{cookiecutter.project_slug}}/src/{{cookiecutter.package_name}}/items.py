@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -17,6 +18,12 @@ PAGE_MAX = 100
 # event removes older ones{% if cookiecutter.database != "none" %} (the store's migrations say the same numbers){% endif %}.
 EVENT_RETENTION = 10_000
 EVENT_PRUNE_EVERY = 1_000
+# How long POST /items remembers an Idempotency-Key: a retry within it gets the item the key created, a request
+# after it creates a new one. Each new key forgets up to a batch of expired ones, oldest first{% if cookiecutter.database != "none" %} (the store's SQL
+# says the same batch){% endif %}.
+IDEMPOTENCY_KEY_TTL = 24 * 60 * 60  # seconds
+IDEMPOTENCY_KEY_PRUNE_BATCH = 100
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # visible ASCII: what a UUID, a ULID or a hash is written in
 
 
 # What a name may not hold, by kind: everything else, from accents to emoji joined with U+200D, is text people
@@ -34,12 +41,20 @@ class ValidationError(ValueError):
     """A client sent an item or query that breaks the rules below."""
 
 
+class KeyReused(ValueError):
+    """A client sent an Idempotency-Key it used for another item."""
+
+
 @dataclass(frozen=True, slots=True)
 class NewItem:
     """An item as a client submits it."""
 
     name: str
     quantity: int
+
+    def digest(self) -> bytes:
+        """What tells this item from any other, as stored with the idempotency key it was created under."""
+        return hashlib.sha256(json.dumps([self.name, self.quantity]).encode()).digest()
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass takes three times as long to build, on every read
@@ -73,6 +88,12 @@ class ItemStore(Protocol):
 
     async def add(self, new: NewItem) -> Item:
         """Store a new item and return it with its id."""
+        ...
+
+    async def add_once(self, new: NewItem, key: str) -> tuple[Item, bool]:
+        """Store a new item under an idempotency key and return it with True; if the key was used in the last
+        IDEMPOTENCY_KEY_TTL seconds, return the item it created then with False (see `replayed`). The item and
+        the key are committed together, and one of several concurrent calls with a key creates the item."""
         ...
 
     async def get(self, item_id: int) -> Item | None:
@@ -113,6 +134,21 @@ def parse_new_item(data: object) -> NewItem:
     if unknown:
         raise ValidationError(f"unknown field(s): {', '.join(unknown)}")
     return NewItem(name=_parse_name(data.get("name")), quantity=_parse_quantity(data.get("quantity", 0)))
+
+
+def parse_idempotency_key(value: str | None) -> str | None:
+    """The Idempotency-Key header's value, if the request has one."""
+    if value is not None and not IDEMPOTENCY_KEY.fullmatch(value):
+        raise ValidationError("'Idempotency-Key' must be 1 to 255 visible ASCII characters")
+    return value
+
+
+def replayed(new: NewItem, digest: bytes, item_id: int) -> Item:
+    """The item an idempotency key created (as it was then), when `new` is that item again; else KeyReused."""
+    if digest != new.digest():
+        hours = IDEMPOTENCY_KEY_TTL // 3600
+        raise KeyReused(f"this Idempotency-Key was used for another item in the last {hours} h; send a new key")
+    return Item(item_id, new.name, new.quantity)
 
 
 def _parse_name(value: object) -> str:

@@ -27,6 +27,10 @@ class Settings:
     database_url: str = "sqlite:///./data/app.db"
 {%- elif cookiecutter.database == "postgresql" %}
     database_url: str = "postgresql://postgres@127.0.0.1:5432/{{ cookiecutter.package_name }}"
+    database_pool_timeout: float = 2.0
+{%- endif %}
+{%- if cookiecutter.database != "none" %}
+    database_timeout: float = 5.0
 {%- endif %}
     upstream_url: str = "http://127.0.0.1:9000/status"
     upstream_timeout: float = 5.0
@@ -45,6 +49,12 @@ class Settings:
             port=_number(env, "PORT", defaults.port, int, 1, 65535),
 {%- if cookiecutter.database != "none" %}
             database_url=env.get("DATABASE_URL", defaults.database_url),
+            database_timeout=_number(env, "DATABASE_TIMEOUT", defaults.database_timeout, float, 0.001, 600),
+{%- endif %}
+{%- if cookiecutter.database == "postgresql" %}
+            database_pool_timeout=_number(
+                env, "DATABASE_POOL_TIMEOUT", defaults.database_pool_timeout, float, 0.001, 600
+            ),
 {%- endif %}
             upstream_url=env.get("UPSTREAM_URL", defaults.upstream_url),
             upstream_timeout=_number(env, "UPSTREAM_TIMEOUT", defaults.upstream_timeout, float, 0.001, 600),

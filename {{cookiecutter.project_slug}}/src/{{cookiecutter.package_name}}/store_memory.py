@@ -1,15 +1,34 @@
-"""Items kept in the process's memory: quick to start, gone when it stops."""
+"""Items kept in the process's memory: quick to start, gone when it stops (idempotency keys too)."""
 
 from __future__ import annotations
 
 import bisect
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import NamedTuple
 
 from aiohttp import web
 
-from .items import EVENT_PRUNE_EVERY, EVENT_RETENTION, Item, ItemEvent, NewItem
+from .items import (
+    EVENT_PRUNE_EVERY,
+    EVENT_RETENTION,
+    IDEMPOTENCY_KEY_PRUNE_BATCH,
+    IDEMPOTENCY_KEY_TTL,
+    Item,
+    ItemEvent,
+    NewItem,
+    replayed,
+)
 from .keys import STORE
+
+
+class UsedKey(NamedTuple):
+    """What an idempotency key was used for, and when (time.monotonic)."""
+
+    digest: bytes
+    item_id: int
+    at: float
 
 
 class MemoryItemStore:
@@ -20,6 +39,7 @@ class MemoryItemStore:
         self._ids = itertools.count(1)
         self._events: list[ItemEvent] = []
         self._event_ids = itertools.count(1)
+        self.keys: dict[str, UsedKey] = {}  # oldest first: a key used again moves to the end
 
     def _record(self, kind: str, item: Item) -> None:
         event = ItemEvent(next(self._event_ids), kind, item)
@@ -32,6 +52,20 @@ class MemoryItemStore:
         self._items[item.id] = item
         self._record("item.created", item)
         return item
+
+    async def add_once(self, new: NewItem, key: str) -> tuple[Item, bool]:
+        now = time.monotonic()
+        used = self.keys.get(key)
+        if used is not None and now - used.at < IDEMPOTENCY_KEY_TTL:
+            return replayed(new, used.digest, used.item_id), False
+        for old in list(itertools.islice(self.keys, IDEMPOTENCY_KEY_PRUNE_BATCH)):
+            if now - self.keys[old].at < IDEMPOTENCY_KEY_TTL:
+                break
+            del self.keys[old]
+        self.keys.pop(key, None)
+        item = await self.add(new)
+        self.keys[key] = UsedKey(new.digest(), item.id, now)
+        return item, True
 
     async def get(self, item_id: int) -> Item | None:
         return self._items.get(item_id)

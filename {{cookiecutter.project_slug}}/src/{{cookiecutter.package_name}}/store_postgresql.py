@@ -1,7 +1,9 @@
 """Items in PostgreSQL through an asyncpg pool.
 
 The store borrows a connection per call through an `acquire` function (the
-pool's own in the service), and every statement commits on its own. A
+pool's own in the service, which gives up after DATABASE_POOL_TIMEOUT), and
+every statement commits on its own and may run for DATABASE_TIMEOUT: with a
+server that stopped answering, every request gets its 503 within the two. A
 write's event is added by a trigger in the same transaction, which also
 sends a NOTIFY (migrations/postgresql/0002_create_events.sql); every process
 LISTENs on a connection of its own, and catches up whenever it reconnects.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -20,15 +23,15 @@ from aiohttp import web
 from asyncpg.pool import PoolConnectionProxy
 
 from . import migrations
-from .items import Item, ItemEvent, NewItem
+from .items import IDEMPOTENCY_KEY_TTL, Item, ItemEvent, NewItem, replayed
 from .keys import SETTINGS, STORE
+from .settings import Settings
 
 Connection = asyncpg.Connection | PoolConnectionProxy
 Acquire = Callable[[], AbstractAsyncContextManager[Connection]]
 
 POOL_SIZE = (2, 10)  # connections kept open, at most
 CONNECT_TIMEOUT = 5.0
-COMMAND_TIMEOUT = 10.0
 MIGRATION_LOCK = 0x17E5  # pg_advisory_xact_lock key: one migrator at a time
 EVENT_CHANNEL = "item_events"  # what the events trigger NOTIFYs
 RECONNECT_DELAY = (0.1, 5.0)  # seconds before the listener reconnects: first, then doubling up to the last
@@ -74,18 +77,49 @@ async def migrate(connection: Connection) -> None:
                 await connection.execute("INSERT INTO schema_migrations VALUES ($1)", migration.version)
 
 
+# One statement: the key is claimed (or an expired use of it taken over) and only then is the item added, with the
+# id the key names; a key in use adds nothing. It also forgets up to IDEMPOTENCY_KEY_PRUNE_BATCH (100) other expired
+# keys, oldest first.
+ADD_ONCE = """
+WITH pruned AS (
+    DELETE FROM idempotency_keys WHERE key IN (
+        SELECT key FROM idempotency_keys WHERE created_at <= now() - make_interval(secs => $5) AND key <> $1
+        ORDER BY created_at LIMIT 100 FOR UPDATE SKIP LOCKED
+    )
+), used AS (
+    INSERT INTO idempotency_keys AS used (key, digest, item_id)
+        VALUES ($1, $2, nextval(pg_get_serial_sequence('items', 'id')))
+        ON CONFLICT (key) DO UPDATE SET digest = excluded.digest, item_id = excluded.item_id, created_at = now()
+        WHERE used.created_at <= now() - make_interval(secs => $5)
+    RETURNING item_id
+)
+INSERT INTO items (id, name, quantity) OVERRIDING SYSTEM VALUE SELECT item_id, $3, $4 FROM used
+RETURNING id, name, quantity
+"""
+USED_KEY = "SELECT digest, item_id FROM idempotency_keys WHERE key = $1"
+
+
 class PostgresItemStore:
     """The items table, reached through borrowed connections."""
 
-    def __init__(self, acquire: Acquire, listen_url: str | None = None) -> None:
-        """`listen_url`: where `watch` LISTENs for events (None: watch returns, no other process writes)."""
+    def __init__(self, acquire: Acquire, settings: Settings, listen_url: str | None = None) -> None:
+        """`acquire` should give up after settings.database_pool_timeout; `listen_url`: where `watch` LISTENs for
+        events (None: watch returns, no other process writes)."""
         self._acquire = acquire
+        self._timeout = settings.database_timeout
+        self._pool_timeout = settings.database_pool_timeout
         self._listen_url = listen_url
 
     async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
         try:
             async with self._acquire() as connection:
-                return await connection.fetch(sql, *args)
+                try:
+                    return await connection.fetch(sql, *args, timeout=self._timeout)
+                except TimeoutError:
+                    connection.terminate()  # it may never answer: close it now rather than wait to reset it
+                    raise DatabaseUnavailable(f"postgresql: no answer within {self._timeout} s") from None
+        except TimeoutError:
+            raise DatabaseUnavailable(f"postgresql: no connection within {self._pool_timeout} s") from None
         except CONNECTION_ERRORS as error:
             raise unavailable(error) from error
 
@@ -93,6 +127,13 @@ class PostgresItemStore:
         sql = "INSERT INTO items (name, quantity) VALUES ($1, $2) RETURNING id, name, quantity"
         [row] = await self._fetch(sql, new.name, new.quantity)
         return Item(*row)
+
+    async def add_once(self, new: NewItem, key: str) -> tuple[Item, bool]:
+        while True:  # again only when the key in use expired and was forgotten in between
+            for row in await self._fetch(ADD_ONCE, key, new.digest(), new.name, new.quantity, IDEMPOTENCY_KEY_TTL):
+                return Item(*row), True
+            for digest, item_id in await self._fetch(USED_KEY, key):
+                return replayed(new, digest, item_id), False
 
     async def get(self, item_id: int) -> Item | None:
         for row in await self._fetch("SELECT id, name, quantity FROM items WHERE id = $1", item_id):
@@ -173,15 +214,23 @@ async def listen(connection: asyncpg.Connection, wake: Callable[[], None]) -> No
 
 async def store_context(app: web.Application) -> AsyncIterator[None]:
     """Open a pool to DATABASE_URL, migrate, close the pool at exit."""
-    url = app[SETTINGS].database_url
+    settings = app[SETTINGS]
+    url = settings.database_url
     with database_errors():
         pool = await asyncpg.create_pool(
-            url, min_size=POOL_SIZE[0], max_size=POOL_SIZE[1], timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT
+            url,
+            min_size=POOL_SIZE[0],
+            max_size=POOL_SIZE[1],
+            timeout=CONNECT_TIMEOUT,
+            command_timeout=settings.database_timeout,
+            # The server stops a statement at the same limit, so work no one waits for does not go on.
+            server_settings={"statement_timeout": str(round(settings.database_timeout * 1000))},
         )
     try:
         async with pool.acquire() as connection:
             await migrate(connection)
-        app[STORE] = PostgresItemStore(pool.acquire, listen_url=url)
+        acquire = functools.partial(pool.acquire, timeout=settings.database_pool_timeout)
+        app[STORE] = PostgresItemStore(acquire, settings, listen_url=url)
         yield
     finally:
         await pool.close()

@@ -2,7 +2,11 @@
 
 The connection runs in autocommit mode, so every write is committed before
 its response is sent. A write's event is added by a trigger in the same
-statement (migrations/sqlite/0002_create_events.sql). Processes sharing the
+statement (migrations/sqlite/0002_create_events.sql). One write at a time
+goes to the connection: each waits up to DATABASE_TIMEOUT for its turn, then
+up to DATABASE_TIMEOUT for the file's write lock, so while another process
+holds the lock every write gets its 503 within twice that (queued behind each
+other in the connection's thread, the tenth would wait ten). Processes sharing the
 file learn of each other's events by polling for new ids every
 EVENT_POLL_INTERVAL seconds.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -19,11 +24,11 @@ import aiosqlite
 from aiohttp import web
 
 from . import migrations
-from .items import Item, ItemEvent, NewItem
+from .items import IDEMPOTENCY_KEY_TTL, Item, ItemEvent, NewItem, replayed
 from .keys import SETTINGS, STORE
+from .settings import Settings
 
 URL_PREFIX = "sqlite:///"
-BUSY_TIMEOUT_MS = 5000  # how long a write waits for another process's lock before failing
 EVENT_POLL_INTERVAL = 0.1  # seconds: the longest another process's event waits to be seen here (a cheap query)
 
 
@@ -55,15 +60,17 @@ def database_errors() -> Iterator[None]:
         raise unavailable(error) from error
 
 
-async def connect(url: str) -> aiosqlite.Connection:
-    """Open the database file (creating its folder) in autocommit, WAL mode."""
+async def connect(url: str, lock_timeout: float) -> aiosqlite.Connection:
+    """Open the database file (creating its folder) in autocommit, WAL mode; a statement waits up to `lock_timeout`
+    seconds for another connection's lock."""
     path = sqlite_path(url)
     with database_errors():
         if path != ":memory:":
             await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
         connection = await aiosqlite.connect(path, isolation_level=None)
         try:
-            for pragma in ("journal_mode = WAL", "synchronous = NORMAL", f"busy_timeout = {BUSY_TIMEOUT_MS}"):
+            busy_timeout = round(lock_timeout * 1000)
+            for pragma in ("journal_mode = WAL", "synchronous = NORMAL", f"busy_timeout = {busy_timeout}"):
                 await connection.execute(f"PRAGMA {pragma}")
         except BaseException:
             await connection.close()
@@ -86,11 +93,18 @@ async def migrate(connection: aiosqlite.Connection) -> None:
                 await connection.execute("ROLLBACK")
 
 
+# Inserting into this view adds the item and its key in one statement (migrations/sqlite/0003_...sql).
+ADD_ONCE = "INSERT INTO keyed_items (key, digest, name, quantity, created_at, expired_before) VALUES (?, ?, ?, ?, ?, ?)"
+USED_KEY = "SELECT digest, item_id FROM idempotency_keys WHERE key = ?"
+
+
 class SqliteItemStore:
     """The items table of one open SQLite connection."""
 
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    def __init__(self, connection: aiosqlite.Connection, settings: Settings) -> None:
         self._connection = connection
+        self._timeout = settings.database_timeout
+        self._writing = asyncio.Lock()
 
     async def _fetch(self, sql: str, parameters: tuple[object, ...]) -> Iterable[sqlite3.Row]:
         try:
@@ -98,10 +112,43 @@ class SqliteItemStore:
         except DRIVER_ERRORS as error:
             raise unavailable(error) from error
 
+    @contextlib.asynccontextmanager
+    async def _turn_to_write(self) -> AsyncIterator[None]:
+        """Wait, at most DATABASE_TIMEOUT, until no other write of this store is queued on the connection."""
+        if self._writing.locked():
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._writing.acquire()
+            except TimeoutError:
+                raise DatabaseUnavailable(f"sqlite: database busy: no turn to write within {self._timeout} s") from None
+        else:
+            await self._writing.acquire()
+        try:
+            yield
+        finally:
+            self._writing.release()
+
     async def add(self, new: NewItem) -> Item:
         sql = "INSERT INTO items (name, quantity) VALUES (?, ?) RETURNING id, name, quantity"
-        [row] = await self._fetch(sql, (new.name, new.quantity))
+        async with self._turn_to_write():
+            [row] = await self._fetch(sql, (new.name, new.quantity))
         return Item(*row)
+
+    async def add_once(self, new: NewItem, key: str) -> tuple[Item, bool]:
+        while True:  # again only when the key in use expired and was forgotten in between
+            now = time.time()
+            created = True
+            async with self._turn_to_write():
+                try:
+                    await self._connection.execute_fetchall(
+                        ADD_ONCE, (key, new.digest(), new.name, new.quantity, now, now - IDEMPOTENCY_KEY_TTL)
+                    )
+                except sqlite3.IntegrityError:  # the key is in use
+                    created = False
+                except DRIVER_ERRORS as error:
+                    raise unavailable(error) from error
+            for digest, item_id in await self._fetch(USED_KEY, (key,)):
+                return replayed(new, digest, item_id), created
 
     async def get(self, item_id: int) -> Item | None:
         for row in await self._fetch("SELECT id, name, quantity FROM items WHERE id = ?", (item_id,)):
@@ -113,14 +160,17 @@ class SqliteItemStore:
         return [Item(*row) for row in await self._fetch(sql, (limit, offset))]
 
     async def delete(self, item_id: int) -> Item | None:
-        for row in await self._fetch("DELETE FROM items WHERE id = ? RETURNING id, name, quantity", (item_id,)):
+        async with self._turn_to_write():
+            rows = await self._fetch("DELETE FROM items WHERE id = ? RETURNING id, name, quantity", (item_id,))
+        for row in rows:
             return Item(*row)
         return None
 
     async def ping(self) -> None:
         """Check that the file takes writes: take the write lock and let it go, in one script."""
-        with database_errors():  # one script, so no other caller's statement lands in between
-            await self._connection.executescript("BEGIN IMMEDIATE; ROLLBACK;")
+        async with self._turn_to_write():
+            with database_errors():  # one script, so no other caller's statement lands in between
+                await self._connection.executescript("BEGIN IMMEDIATE; ROLLBACK;")
 
     async def events_after(self, after: int, limit: int) -> Sequence[ItemEvent]:
         sql = "SELECT id, type, item_id, name, quantity FROM events WHERE id > ? ORDER BY id LIMIT ?"
@@ -139,10 +189,11 @@ class SqliteItemStore:
 
 async def store_context(app: web.Application) -> AsyncIterator[None]:
     """Open the database named by DATABASE_URL, migrate it, close it at exit."""
-    connection = await connect(app[SETTINGS].database_url)
+    settings = app[SETTINGS]
+    connection = await connect(settings.database_url, settings.database_timeout)
     try:
         await migrate(connection)
-        app[STORE] = SqliteItemStore(connection)
+        app[STORE] = SqliteItemStore(connection, settings)
         yield
     finally:
         await connection.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -9,6 +10,8 @@ from aiohttp.test_utils import TestClient
 
 Client = TestClient[web.Request, web.Application]
 JSON_HEADERS = {"Content-Type": "application/json"}  # for bodies sent as raw bytes
+AgeKeys = Callable[[float], Awaitable[None]]  # the `age_keys` fixture: makes every idempotency key older
+KeptKeys = Callable[[], Awaitable[int]]  # the `kept_keys` fixture: how many idempotency keys the store holds
 
 
 class ClientFactory(Protocol):

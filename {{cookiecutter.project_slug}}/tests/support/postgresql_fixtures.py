@@ -12,7 +12,10 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.store_postgresql import Acquire, Connection, PostgresItemStore, migrate
+
+from .clients import AgeKeys, KeptKeys
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -24,7 +27,7 @@ async def database() -> AsyncIterator[asyncpg.Connection]:
         connection = await asyncpg.connect(TEST_DATABASE_URL, timeout=5)
     except (OSError, TimeoutError, asyncpg.PostgresError) as error:
         reason = (
-            f"no PostgreSQL at TEST_DATABASE_URL={TEST_DATABASE_URL} ({error or type(error).__name__}); "
+            f"no PostgreSQL at TEST_DATABASE_URL={TEST_DATABASE_URL} ({str(error) or type(error).__name__}); "
             "point TEST_DATABASE_URL at a server or start one with `docker compose up -d db`"
         )
         if os.environ.get("CI"):
@@ -51,7 +54,7 @@ def acquire(database: asyncpg.Connection) -> Acquire:
 @pytest.fixture(scope="session")
 def session_store(acquire: Acquire) -> PostgresItemStore:
     """Session scope: the store of the shared app."""
-    return PostgresItemStore(acquire)
+    return PostgresItemStore(acquire, Settings())
 
 
 @pytest.fixture
@@ -60,10 +63,34 @@ async def store(database: asyncpg.Connection, acquire: Acquire) -> AsyncIterator
     transaction = database.transaction()
     await transaction.start()
     try:
-        yield PostgresItemStore(acquire)
+        yield PostgresItemStore(acquire, Settings())
     finally:
         async with acquire():  # once a query the app may still be running (its event reader) has finished
             await transaction.rollback()
+
+
+@pytest.fixture
+def age_keys(acquire: Acquire) -> AgeKeys:
+    """Function scope: `await age_keys(seconds)` makes every idempotency key in the test's transaction older."""
+
+    async def age(seconds: float) -> None:
+        async with acquire() as connection:
+            await connection.execute(
+                "UPDATE idempotency_keys SET created_at = created_at - make_interval(secs => $1)", seconds
+            )
+
+    return age
+
+
+@pytest.fixture
+def kept_keys(acquire: Acquire) -> KeptKeys:
+    """Function scope: `await kept_keys()` counts the idempotency keys in the test's transaction."""
+
+    async def count() -> int:
+        async with acquire() as connection:
+            return int(await connection.fetchval("SELECT count(*) FROM idempotency_keys"))
+
+    return count
 
 
 @pytest.fixture

@@ -1,77 +1,95 @@
-"""A TCP proxy on 127.0.0.1 that a test controls, to play a network that goes silent without closing anything."""
+"""A TCP proxy the test controls: it forwards every byte until told to hang, then keeps its connections open and
+lets nothing through (a server that stopped answering, or an answer lost on the way); or it silences only the
+connections open so far (half-open ones, which a NAT or firewall forgot)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 CHUNK = 65536
 
 
-@dataclass
-class Proxy:
-    """Forwards every connection to `target`; `silence()` makes the open ones drop what they carry, both ways,
-    while their sockets stay open: a half-open connection, as after a cable pull or a NAT forgetting it."""
+class TcpProxy:
+    """Forwards 127.0.0.1:`port` to `target`; `hang()` stops the bytes both ways, `resume()` lets them go on."""
 
-    target: tuple[str, int]
-    port: int = 0
-    silenced: set[asyncio.Task[None]] = field(default_factory=set)
-    _pumps: set[asyncio.Task[None]] = field(default_factory=set)
-    _connections: set[asyncio.Task[None]] = field(default_factory=set)
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self.hung_on: bytes | None = None  # set: hang as soon as an answer from the target holds these bytes
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._held = asyncio.Event()
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._silenced: set[asyncio.Task[None]] = set()
+        self._transports: set[asyncio.WriteTransport] = set()
+
+    def hang(self) -> None:
+        """From now on nothing passes, in either direction; connections stay open and new ones are accepted."""
+        self._flowing.clear()
+        self._held.set()
+
+    def resume(self) -> None:
+        """Pass on what was held, and everything after."""
+        self._held.clear()
+        self._flowing.set()
 
     def silence(self) -> None:
-        """From now on the connections open so far carry nothing; new ones are forwarded as before."""
-        self.silenced |= self._pumps
+        """The connections open now drop every byte from here on, both ways, and stay open; new ones flow."""
+        self._silenced |= self._handlers
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        me = asyncio.current_task()
-        while data := await reader.read(CHUNK):
-            if me not in self.silenced:
-                writer.write(data)
-                await writer.drain()
-        writer.close()
+    async def until_hung(self) -> None:
+        """Return once the proxy holds bytes (at once if it does)."""
+        await self._held.wait()
 
-    async def serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        """Forward one connection until either side closes it or the proxy stops."""
-        me = asyncio.current_task()
-        assert me is not None
-        self._connections.add(me)
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
+        self._transports.add(writer.transport)
         try:
-            server_reader, server_writer = await asyncio.open_connection(*self.target)
-            pumps = {
-                asyncio.create_task(self._pump(client_reader, server_writer)),
-                asyncio.create_task(self._pump(server_reader, client_writer)),
-            }
-            self._pumps |= pumps
-            try:
-                await asyncio.gather(*pumps, return_exceptions=True)
-            finally:
-                for pump in pumps:
-                    pump.cancel()
-                await asyncio.gather(*pumps, return_exceptions=True)
-                self._pumps -= pumps
-                server_writer.close()
+            target_reader, target_writer = await asyncio.open_connection(*self.target)
+            self._transports.add(target_writer.transport)
+            await asyncio.gather(
+                self._pipe(reader, target_writer, handler, watch=False),
+                self._pipe(target_reader, writer, handler, watch=True),
+                return_exceptions=True,
+            )
         except OSError:
-            pass  # the target refused: the client sees its connection closed
+            pass
         finally:
-            self._connections.discard(me)
-            client_writer.close()
+            writer.transport.abort()
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handler: asyncio.Task[None], *, watch: bool
+    ) -> None:
+        try:
+            while data := await reader.read(CHUNK):
+                if watch and self.hung_on is not None and self.hung_on in data:
+                    self.hang()
+                await self._flowing.wait()
+                if writer.transport.is_closing():  # cut while it held the bytes
+                    break
+                if handler not in self._silenced:
+                    writer.write(data)
+                    await writer.drain()
+        finally:
+            writer.transport.abort()
 
 
 @contextlib.asynccontextmanager
-async def running_proxy(target: tuple[str, int]) -> AsyncIterator[Proxy]:
-    """A Proxy to `target`, listening on a free port of 127.0.0.1 until the block ends."""
-    proxy = Proxy(target)
-    server = await asyncio.start_server(proxy.serve, "127.0.0.1", 0)
+async def tcp_proxy(target: tuple[str, int]) -> AsyncIterator[TcpProxy]:
+    """A running proxy to `target`; at exit every connection through it is cut."""
+    proxy = TcpProxy(target)
+    server = await asyncio.start_server(proxy._serve, "127.0.0.1", 0)
     proxy.port = server.sockets[0].getsockname()[1]
     try:
         yield proxy
     finally:
         server.close()
-        connections = list(proxy._connections)
-        for connection in connections:
-            connection.cancel()
-        await asyncio.gather(*connections, return_exceptions=True)
+        for transport in proxy._transports:
+            transport.abort()
+        proxy.resume()  # the pipes that held bytes wake, find their connection gone and end
+        await asyncio.gather(*proxy._handlers, return_exceptions=True)
         await server.wait_closed()
