@@ -28,7 +28,6 @@ POSTGRESQL = [
     f"{PACKAGE}/migrations/postgresql",
     "tests/support/postgresql_fixtures.py",
     "tests/test_faults_postgresql.py",
-    "tests/support/tcp_proxy.py",
     "compose.yaml",
 ]
 ANY_DATABASE = [
