@@ -13,17 +13,19 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
-from aiohttp import ClientResponse
+from aiohttp import ClientResponse, web
 from pytest_aiohttp import AiohttpClient
 
-from {{ cookiecutter.package_name }} import store_postgresql
+from {{ cookiecutter.package_name }} import migrations, store_postgresql
 from {{ cookiecutter.package_name }}.app import create_app
+from {{ cookiecutter.package_name }}.keys import SETTINGS
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.store_postgresql import Acquire, PostgresItemStore
 
 from .support.clients import Client
 from .support.tcp_proxy import TcpProxy, tcp_proxy
 
+PENDING = migrations.pending
 RECOVERY_TIMEOUT = 5.0
 POLL = 0.05
 TIMEOUT = 0.5  # DATABASE_TIMEOUT and DATABASE_POOL_TIMEOUT below: no answer may take longer than the two
@@ -191,3 +193,17 @@ async def test_a_listener_whose_connection_goes_silent_reconnects_and_catches_up
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
+
+
+async def test_migrations_are_not_bound_by_the_statement_timeout(
+    settings: Settings, service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow = migrations.Migration("9999_slow", f"SELECT pg_sleep({3 * TIMEOUT})")
+    monkeypatch.setattr(migrations, "pending", lambda dialect, applied: [*PENDING(dialect, applied), slow])
+    app = web.Application()
+    app[SETTINGS] = dataclasses.replace(settings, database_url=service_env["DATABASE_URL"], database_timeout=TIMEOUT)
+    context = store_postgresql.store_context(app)
+
+    await anext(context)  # migrated, slow one included
+    with pytest.raises(StopAsyncIteration):
+        await anext(context)

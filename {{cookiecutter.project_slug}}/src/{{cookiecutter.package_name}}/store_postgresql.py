@@ -213,9 +213,16 @@ async def listen(connection: asyncpg.Connection, wake: Callable[[], None]) -> No
 
 
 async def store_context(app: web.Application) -> AsyncIterator[None]:
-    """Open a pool to DATABASE_URL, migrate, close the pool at exit."""
+    """Migrate DATABASE_URL, open a pool to it, close the pool at exit."""
     settings = app[SETTINGS]
     url = settings.database_url
+    with database_errors():
+        # Migrations get a connection without the statement timeouts: a schema change may take as long as it needs.
+        migrator = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
+    try:
+        await migrate(migrator)
+    finally:
+        await migrator.close()
     with database_errors():
         pool = await asyncpg.create_pool(
             url,
@@ -227,8 +234,6 @@ async def store_context(app: web.Application) -> AsyncIterator[None]:
             server_settings={"statement_timeout": str(round(settings.database_timeout * 1000))},
         )
     try:
-        async with pool.acquire() as connection:
-            await migrate(connection)
         acquire = functools.partial(pool.acquire, timeout=settings.database_pool_timeout)
         app[STORE] = PostgresItemStore(acquire, settings, listen_url=url)
         yield
