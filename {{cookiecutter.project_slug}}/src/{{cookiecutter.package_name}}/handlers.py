@@ -109,7 +109,8 @@ async def item_fingerprint(request: web.Request) -> web.Response:
 
 async def upstream_status(request: web.Request) -> web.Response:
     """GET /upstream: the upstream service's status (504/502 when it fails)."""
-    status = await fetch_status(request.app[UPSTREAM], request.app[SETTINGS].upstream_url)
+    settings = request.app[SETTINGS]
+    status = await fetch_status(request.app[UPSTREAM], settings.upstream_url, max_bytes=settings.upstream_max_bytes)
     return web.json_response({"upstream": status})
 
 

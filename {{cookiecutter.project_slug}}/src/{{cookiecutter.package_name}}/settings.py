@@ -30,6 +30,7 @@ class Settings:
 {%- endif %}
     upstream_url: str = "http://127.0.0.1:9000/status"
     upstream_timeout: float = 5.0
+    upstream_max_bytes: int = 1024 * 1024
     max_body_bytes: int = 64 * 1024
     log_format: str = "text"
     log_level: str = "INFO"
@@ -46,6 +47,7 @@ class Settings:
 {%- endif %}
             upstream_url=env.get("UPSTREAM_URL", defaults.upstream_url),
             upstream_timeout=_number(env, "UPSTREAM_TIMEOUT", defaults.upstream_timeout, float, 0.001, 600),
+            upstream_max_bytes=_number(env, "UPSTREAM_MAX_BYTES", defaults.upstream_max_bytes, int, 1, 2**30),
             max_body_bytes=_number(env, "MAX_BODY_BYTES", defaults.max_body_bytes, int, 1, 2**30),
             log_format=_choice(env, "LOG_FORMAT", defaults.log_format, ("text", "json")),
             log_level=_choice(env, "LOG_LEVEL", defaults.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
