@@ -9,7 +9,7 @@ from aiohttp import web
 from .events import hub_context, shutdown_hub
 from .items import ItemStore
 from .keys import SETTINGS, STORE
-from .logs import configure_logging
+from .logs import access_log, configure_logging, send_request_id
 from .routes import add_routes
 from .settings import Settings, SettingsError
 from .{{ "store_memory" if cookiecutter.database == "none" else "store_" ~ cookiecutter.database }} import store_context
@@ -20,7 +20,7 @@ WORKER_BOOT_ERROR = 3  # gunicorn's exit code for a worker that cannot start
 
 def create_app(settings: Settings, store: ItemStore | None = None) -> web.Application:
     """Build the service; pass `store` to use it instead of opening the configured one."""
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    app = web.Application(client_max_size=settings.max_body_bytes, handler_args=access_log(settings))
     app[SETTINGS] = settings
     if store is None:
         app.cleanup_ctx.append(store_context)
@@ -29,6 +29,7 @@ def create_app(settings: Settings, store: ItemStore | None = None) -> web.Applic
     app.cleanup_ctx.append(hub_context)
     app.cleanup_ctx.append(upstream_context)
     app.on_shutdown.append(shutdown_hub)
+    app.on_response_prepare.append(send_request_id)
     add_routes(app)
     return app
 

@@ -12,6 +12,7 @@ from .events import reply_to
 from .fingerprint import fingerprint
 from .items import EVENT_RETENTION, Item, parse_after, parse_item_id, parse_new_item, parse_page
 from .keys import HUB, SETTINGS, STORE, UPSTREAM
+from .logs import request_id
 from .upstream import fetch_status
 
 HEALTHY = json.dumps({"status": "ok"}).encode()
@@ -29,6 +30,12 @@ async def ready(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
+class ClientClosedRequest(web.HTTPClientError):
+    """nginx's 499: the status the access log records for a client that left before sending its whole request."""
+
+    status_code = 499
+
+
 async def read_json(request: web.Request) -> object:
     """The decoded JSON body, or a 4xx JSON error saying what is wrong with it."""
     if request.content_type != "application/json":
@@ -40,6 +47,8 @@ async def read_json(request: web.Request) -> object:
         raise json_error(
             web.HTTPRequestEntityTooLarge, "too_large", f"the body exceeds {limit} bytes", max_size=limit
         ) from None
+    except ConnectionResetError:  # the client went away mid-body: no one to answer, nothing to report
+        raise ClientClosedRequest(reason="Client Closed Request") from None
     except web.RequestPayloadError:  # e.g. a body that is not in the Content-Encoding it claims
         refused = json_error(web.HTTPBadRequest, "malformed_body", "the body does not match its Content-Encoding")
         request.content.feed_eof()  # the rest is unreadable too: answer without reading it, then close
@@ -109,8 +118,9 @@ async def item_fingerprint(request: web.Request) -> web.Response:
 
 async def upstream_status(request: web.Request) -> web.Response:
     """GET /upstream: the upstream service's status (504/502 when it fails)."""
-    settings = request.app[SETTINGS]
-    status = await fetch_status(request.app[UPSTREAM], settings.upstream_url, max_bytes=settings.upstream_max_bytes)
+    settings, session = request.app[SETTINGS], request.app[UPSTREAM]
+    limit = settings.upstream_max_bytes
+    status = await fetch_status(session, settings.upstream_url, max_bytes=limit, request_id=request_id(request))
     return web.json_response({"upstream": status})
 
 

@@ -34,6 +34,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     log_format: str = "text"
     log_level: str = "INFO"
+    access_log: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -51,6 +52,7 @@ class Settings:
             max_body_bytes=_number(env, "MAX_BODY_BYTES", defaults.max_body_bytes, int, 1, 2**30),
             log_format=_choice(env, "LOG_FORMAT", defaults.log_format, ("text", "json")),
             log_level=_choice(env, "LOG_LEVEL", defaults.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
+            access_log=_choice(env, "ACCESS_LOG", "on" if defaults.access_log else "off", ("on", "off")) == "on",
         )
 
 

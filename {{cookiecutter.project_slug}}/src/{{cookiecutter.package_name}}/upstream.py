@@ -1,4 +1,4 @@
-"""The outbound HTTP client: one shared session, calls with a timeout."""
+"""The outbound HTTP client: one shared session, calls with a timeout and a size limit."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from .keys import SETTINGS, UPSTREAM
+from .logs import REQUEST_ID_HEADER
 from .settings import Settings
 
 DEFAULT_MAX_BYTES = Settings().upstream_max_bytes
@@ -31,11 +32,13 @@ async def upstream_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def fetch_status(
-    session: aiohttp.ClientSession, url: str, *, max_bytes: int = DEFAULT_MAX_BYTES
+    session: aiohttp.ClientSession, url: str, *, max_bytes: int = DEFAULT_MAX_BYTES, request_id: str | None = None
 ) -> dict[str, object]:
-    """GET the upstream's JSON status object, refusing an answer over `max_bytes` without reading more of it."""
+    """GET the upstream's JSON status object (passing on `request_id`), refusing an answer over `max_bytes` without
+    reading more of it."""
+    headers = {REQUEST_ID_HEADER: request_id} if request_id is not None else None
     try:
-        async with session.get(url) as response:
+        async with session.get(url, headers=headers) as response:
             if response.status >= 400:
                 raise UpstreamError(f"upstream answered HTTP {response.status}")
             data = json.loads(await read_at_most(response, max_bytes))

@@ -16,6 +16,11 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "version": "1.2.3"})
 
 
+async def request_id(request: web.Request) -> web.Response:
+    """The status, with the X-Request-ID the call came with."""
+    return web.json_response({"status": "ok", "request_id": request.headers.get("X-Request-ID")})
+
+
 async def delayed(request: web.Request) -> web.Response:
     """The status, after the number of milliseconds in the path."""
     milliseconds = int(request.match_info["milliseconds"])
@@ -75,6 +80,7 @@ def fake_upstream() -> web.Application:
     """An app answering /status (at once, or /delayed/<ms>), and misbehaving on purpose on every other path."""
     app = web.Application()
     app.router.add_get("/status", status)
+    app.router.add_get("/request-id", request_id)
     app.router.add_get(r"/delayed/{milliseconds:\d+}", delayed)
     app.router.add_get("/slow", slow)
     app.router.add_get("/error", server_error)
