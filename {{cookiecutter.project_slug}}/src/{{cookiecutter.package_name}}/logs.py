@@ -78,8 +78,7 @@ class AccessLogger(AbstractAccessLogger):
         return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            ACCESS_LINE,
+        fields = (
             request.remote,
             request.method,
             request.raw_path,
@@ -88,6 +87,8 @@ class AccessLogger(AbstractAccessLogger):
             round(time * 1000, 2),
             response.headers.get(REQUEST_ID_HEADER, "-"),  # none on aiohttp's own answer to a malformed request
         )
+        # What `info` does, less its walk up the stack for the caller's line: a third of its cost, on every request.
+        self.logger.handle(self.logger.makeRecord(self.logger.name, logging.INFO, "", 0, ACCESS_LINE, fields, None))
 
 
 def access_log(settings: Settings) -> dict[str, Any]:
