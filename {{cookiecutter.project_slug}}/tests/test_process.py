@@ -219,8 +219,9 @@ async def test_access_log_off_leaves_the_start_and_stop_lines(
 
 async def test_gunicorn_workers_write_the_same_access_lines(unused_tcp_port: int, service_env: dict[str, str]) -> None:
     probe = {"X-Request-ID": "probe-2"}
-    bind = ("--bind", f"127.0.0.1:{unused_tcp_port}", "--no-control-socket")
-    gunicorn = Service(await launch(service_env, [*GUNICORN, *bind]), f"http://127.0.0.1:{unused_tcp_port}")
+    # One worker, so the one that answers is all there is: a worker told to stop while still booting may hang.
+    options = ("--workers", "1", "--bind", f"127.0.0.1:{unused_tcp_port}", "--no-control-socket")
+    gunicorn = Service(await launch(service_env, [*GUNICORN, *options]), f"http://127.0.0.1:{unused_tcp_port}")
     try:
         await wait_until_healthy(gunicorn)
         async with aiohttp.ClientSession() as session, session.get(f"{gunicorn.url}/items", headers=probe) as response:
