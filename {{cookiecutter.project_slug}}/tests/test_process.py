@@ -39,7 +39,7 @@ MALFORMED = [  # two requests aiohttp refuses before any route is chosen, one a 
     b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
     b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
     b"POST /items HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
-    b"Content-Length: 5\r\n\r\n{{ '{{{{{' }}",
+    b"Content-Length: 5\r\n\r\nnope!",
 ]
 
 
