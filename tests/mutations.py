@@ -197,9 +197,42 @@ MUTATIONS = [
         "upstream-timeout-unmapped",
         "the JSON error mapping loses its UpstreamTimeout case: a slow upstream answers 502, not 504",
         ERRORS,
-        "        except UpstreamTimeout as error:\n"
-        '            raise json_error(web.HTTPGatewayTimeout, "upstream_timeout", str(error)) from None\n',
+        "            if isinstance(error, UpstreamTimeout):\n"
+        '                raise json_error(web.HTTPGatewayTimeout, "upstream_timeout", str(error)) from None\n',
         "",
+    ),
+    Mutation(
+        "upstream-failure-not-logged",
+        "an upstream failure answers 502/504 without its WARNING line: the log never says the upstream is down",
+        ERRORS,
+        '            log.warning("%s %s: %s", request.method, request.path, error)\n'
+        "            if isinstance(error, UpstreamTimeout):\n",
+        "            if isinstance(error, UpstreamTimeout):\n",
+        databases=("none",),  # none of the stores is involved
+    ),
+    Mutation(
+        "upstream-body-unbounded",
+        "the upstream's answer is read whole, whatever its size: a 50 MB answer costs 50 MB per call",
+        UPSTREAM,
+        "data = json.loads(await read_at_most(response, max_bytes))",
+        "data = json.loads(await response.read())",
+        databases=("none",),  # none of the stores is involved
+    ),
+    Mutation(
+        "request-id-not-returned",
+        "answers no longer carry X-Request-ID: a client cannot find its request in the log",
+        "src/{package}/app.py",
+        "    app.on_response_prepare.append(send_request_id)\n",
+        "",
+        databases=("none",),  # none of the stores is involved
+    ),
+    Mutation(
+        "request-id-not-sent-upstream",
+        "the upstream call goes without the request id: its log cannot be matched with this one",
+        UPSTREAM,
+        "session.get(url, headers=headers)",
+        "session.get(url)",
+        databases=("none",),  # none of the stores is involved
     ),
     Mutation(
         "database-errors-unmapped",

@@ -25,6 +25,7 @@ from {{ cookiecutter.package_name }}.items import (
 )
 
 from .support.clients import JSON_HEADERS, Client, ClientFactory
+from .support.fake_upstream import BIG_BODY
 
 WEBSOCKET_HANDSHAKE = {
     "Upgrade": "websocket",
@@ -230,6 +231,35 @@ async def test_upstream_failures_get_json_5xx(
 
     assert response.status == status
     assert await error_of(response) == code
+
+
+@pytest.mark.parametrize("path", ["/big", "/big-chunked"], ids=["content-length", "chunked"])
+async def test_an_upstream_answer_over_its_limit_gets_502_and_one_at_it_is_relayed(
+    client_with: ClientFactory, upstream: TestServer, path: str
+) -> None:
+    url = str(upstream.make_url(path))
+    over = await client_with(upstream_url=url, upstream_max_bytes=len(BIG_BODY) - 1)
+    at = await client_with(upstream_url=url, upstream_max_bytes=len(BIG_BODY))
+
+    refused = await over.get("/upstream")
+    relayed = await at.get("/upstream")
+
+    assert refused.status == 502
+    message = f"upstream answered over {len(BIG_BODY) - 1} bytes (UPSTREAM_MAX_BYTES)"
+    assert await refused.json() == {"error": {"code": "upstream_error", "message": message}}
+    assert relayed.status == 200
+    assert (await relayed.json())["upstream"]["status"] == "ok"
+
+
+async def test_an_upstream_answer_announced_over_its_limit_is_refused_before_its_body_comes(
+    client_with: ClientFactory, upstream: TestServer
+) -> None:
+    client = await client_with(upstream_url=str(upstream.make_url("/big-stalled")), upstream_max_bytes=1024)
+
+    response = await client.get("/upstream")  # the body never comes: reading it would end in a 504 after 0.5 s
+
+    assert response.status == 502
+    assert (await response.json())["error"]["message"] == "upstream answered over 1024 bytes (UPSTREAM_MAX_BYTES)"
 
 
 async def test_upstream_status_is_relayed(client: Client) -> None:

@@ -42,18 +42,19 @@ def test_a_host_may_be_an_address_or_a_name(host: str) -> None:
 
 
 def test_every_variable_is_read() -> None:
-    env = {"HOST": "0.0.0.0", "PORT": "9001", "UPSTREAM_TIMEOUT": "2.5", "MAX_BODY_BYTES": "1024"}
+    env = {"HOST": "0.0.0.0", "PORT": "9001", "UPSTREAM_TIMEOUT": "2.5", "UPSTREAM_MAX_BYTES": "2048"}
     env |= {"BODY_TIMEOUT": "3", "KEEPALIVE_TIMEOUT": "30", "LOG_FORMAT": "json", "LOG_LEVEL": "DEBUG"}
 
-    settings = Settings.from_env(env)
+    settings = Settings.from_env({**env, "MAX_BODY_BYTES": "1024"})
 
-    assert (settings.host, settings.port, settings.upstream_timeout, settings.max_body_bytes) == (
+    assert (settings.host, settings.port, settings.upstream_timeout, settings.upstream_max_bytes) == (
         "0.0.0.0",
         9001,
         2.5,
-        1024,
+        2048,
     )
     assert (settings.body_timeout, settings.keepalive_timeout) == (3, 30)
+    assert settings.max_body_bytes == 1024
     assert (settings.log_format, settings.log_level) == ("json", "DEBUG")
 {%- if cookiecutter.database != "none" %}
 
@@ -85,6 +86,7 @@ def test_every_setting_is_in_the_env_example_and_the_readme() -> None:
         ({"PORT": "65536"}, "PORT must be a number from 1 to 65535, got '65536'"),
         ({"UPSTREAM_TIMEOUT": "soon"}, "UPSTREAM_TIMEOUT must be a number from 0.001 to 600, got 'soon'"),
         ({"MAX_BODY_BYTES": "0"}, "MAX_BODY_BYTES must be a number from 1 to 1073741824, got '0'"),
+        ({"UPSTREAM_MAX_BYTES": "1e6"}, "UPSTREAM_MAX_BYTES must be a number from 1 to 1073741824, got '1e6'"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'LOUD'"),
         ({"HOST": "999.1.1.1"}, "HOST must be an IP address or a host name, got '999.1.1.1'"),
         ({"HOST": "my_host"}, "HOST must be an IP address or a host name, got 'my_host'"),
@@ -96,7 +98,8 @@ def test_every_setting_is_in_the_env_example_and_the_readme() -> None:
 {%- endif %}
     ],
     ids=[
-        *("port-zero", "port-too-high", "timeout-not-a-number", "no-body-allowed", "unknown-level", "ip-typo", "host"),
+        *("port-zero", "port-too-high", "timeout-not-a-number", "no-body-allowed", "upstream-bytes-not-an-int"),
+        *("unknown-level", "ip-typo", "host"),
 {%- if cookiecutter.database != "none" %}
         "database-timeout-zero",
 {%- endif %}

@@ -149,19 +149,19 @@ async def test_an_acknowledged_write_outlives_a_killed_process(
 {%- if cookiecutter.database == "postgresql" %}
 
 
-async def listeners(database: asyncpg.Connection, name: str, count: int) -> list[int]:
+async def listeners(server: asyncpg.Connection, name: str, count: int) -> list[int]:
     """Wait until `count` connections LISTEN on database `name` (a LISTEN was their last statement); their pids."""
     query = "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query ILIKE 'LISTEN%'"
     async with asyncio.timeout(5):
         while True:
-            pids = [row["pid"] for row in await database.fetch(query, name)]
+            pids = [row["pid"] for row in await server.fetch(query, name)]
             if len(pids) == count:
                 return pids
             await asyncio.sleep(0.02)
 
 
 async def test_a_listener_that_lost_its_connection_catches_up(
-    unused_tcp_port_factory: Ports, service_env: dict[str, str], database: asyncpg.Connection
+    unused_tcp_port_factory: Ports, service_env: dict[str, str], server: asyncpg.Connection
 ) -> None:
     """Cut the listeners' connections and keep them out while another process creates an item: once they are
     back, a subscriber on the first process receives it (the listener catches up on reconnecting)."""
@@ -171,13 +171,13 @@ async def test_a_listener_that_lost_its_connection_catches_up(
         running_service(unused_tcp_port_factory(), service_env) as writer,
     ):
         async with aiohttp.ClientSession() as session, subscribed(session, cut_off.url) as stream:
-            pids = await listeners(database, name, count=2)  # one per process, once each has started it
-            await database.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')  # no reconnecting yet
-            await database.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", pids)
-            await listeners(database, name, count=0)  # gone, so no NOTIFY can reach them
+            pids = await listeners(server, name, count=2)  # one per process, once each has started it
+            await server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')  # no reconnecting yet
+            await server.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", pids)
+            await listeners(server, name, count=0)  # gone, so no NOTIFY can reach them
 
             created = await create(session, writer.url, "while nobody listened")
-            await database.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            await server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
             events = await stream.until_created(created["id"])
 

@@ -35,11 +35,11 @@ EVENTS_LOCK = 6118  # what migrations/postgresql/0002_create_events.sql locks to
 TERMINATE = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()"
 
 
-async def cut_off(database: asyncpg.Connection, name: str, *, allowed: bool) -> None:
+async def cut_off(server: asyncpg.Connection, name: str, *, allowed: bool) -> None:
     """Open or close a database to new connections; closing also ends the open ones."""
-    await database.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allowed).lower()}')
+    await server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allowed).lower()}')
     if not allowed:
-        await database.execute(TERMINATE, name)
+        await server.execute(TERMINATE, name)
 
 
 async def wait_until_ready(client: Client) -> None:
@@ -129,13 +129,13 @@ async def test_a_statement_past_the_timeout_is_stopped_by_the_server_too(
 
 
 async def test_lost_database_gives_503_and_the_service_recovers_without_a_restart(
-    aiohttp_client: AiohttpClient, settings: Settings, service_env: dict[str, str], database: asyncpg.Connection
+    aiohttp_client: AiohttpClient, settings: Settings, service_env: dict[str, str], server: asyncpg.Connection
 ) -> None:
     url = service_env["DATABASE_URL"]
     client = await aiohttp_client(create_app(dataclasses.replace(settings, database_url=url)))
     assert (await client.post("/items", json={"name": "before the fault"})).status == 201
 
-    await cut_off(database, urlsplit(url).path.lstrip("/"), allowed=False)
+    await cut_off(server, urlsplit(url).path.lstrip("/"), allowed=False)
     failed = await client.post("/items", json={"name": "during the fault"})
     ready = await client.get("/ready")
 
@@ -144,7 +144,7 @@ async def test_lost_database_gives_503_and_the_service_recovers_without_a_restar
     assert ready.status == 503
     assert (await ready.json())["error"]["message"].startswith("postgresql:")
 
-    await cut_off(database, urlsplit(url).path.lstrip("/"), allowed=True)
+    await cut_off(server, urlsplit(url).path.lstrip("/"), allowed=True)
     await wait_until_ready(client)
     items = (await (await client.get("/items")).json())["items"]
 

@@ -25,7 +25,12 @@ async def test_upstream_answer_is_passed_through(mocker: MockerFixture, client: 
     response = await client.get("/upstream")
 
     assert await response.json() == {"upstream": {"status": "mocked"}}
-    fetch.assert_awaited_once_with(client.app[UPSTREAM], settings.upstream_url)
+    fetch.assert_awaited_once_with(
+        client.app[UPSTREAM],
+        settings.upstream_url,
+        max_bytes=settings.upstream_max_bytes,
+        request_id=response.headers["X-Request-ID"],
+    )
 
 
 async def test_each_upstream_failure_maps_to_its_status(mocker: MockerFixture, client: Client) -> None:

@@ -1,19 +1,25 @@
-"""The real server process: starts, logs its loop, refuses bad settings, and stops cleanly under load.
+"""The real server process: starts, logs its loop, refuses bad settings, and stops cleanly under load; its log.
 
 These tests run `python -m {{ cookiecutter.package_name }}` exactly as a user or a container
-does, then send SIGTERM while requests are in flight.
+does, then send SIGTERM while requests are in flight; and read what it wrote to stderr.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import socket
 import sys
 import time
+from collections import Counter
 
 import aiohttp
 import pytest
 
+{% if cookiecutter.database != "none" -%}
+from .support.gunicorn_process import GUNICORN
+{% endif -%}
 from .support.service_process import Service, launch, lines_said, running_service, wait_until_healthy
 
 pytestmark = [
@@ -27,6 +33,14 @@ LOAD = 300  # POSTs sent while the service is told to stop
 WAVE = 50  # POSTs started per loop step: starting 300 tasks in one step would stall the test's own loop
 CONNECTIONS = 20
 LEAKS = ("Task was destroyed", "Unclosed", "was never awaited", "Traceback")
+ACCESS_LINE = re.compile(r' INFO {{ cookiecutter.package_name }}\.access: 127\.0\.0\.1 "(\w+) (\S+)" (\d{3}) \d+ [\d.]+ms (\S+)$')
+DROPPED = 50  # uploads cut off mid-body
+MALFORMED = [  # two requests aiohttp refuses before any route is chosen, one a handler refuses
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST /items HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+    b"Content-Length: 5\r\n\r\nnope!",
+]
 
 
 async def create(session: aiohttp.ClientSession, url: str, n: int) -> tuple[int, str] | None:
@@ -163,3 +177,91 @@ async def test_hundreds_of_idle_connections_under_a_low_open_files_limit_leave_h
             writer.close()
         stderr = await service.stop()
     assert "Traceback" not in stderr
+
+
+async def send_raw(url: str, request: bytes, hang_up: bool = False) -> None:
+    """Send `request` as it is, then read the answer to its end, or hang up at once."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(request)
+    await writer.drain()
+    if not hang_up:
+        await reader.read()
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_dropped_uploads_and_malformed_requests_are_one_access_line_each(
+    unused_tcp_port: int, service_env: dict[str, str]
+) -> None:
+    upload = b"POST /items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+    async with running_service(unused_tcp_port, service_env) as service:
+        await asyncio.gather(*(send_raw(service.url, upload, hang_up=True) for _ in range(DROPPED)))
+        for request in MALFORMED:
+            await send_raw(service.url, request)
+        stderr = await service.stop()
+
+    first, *middle, last = lines_said(stderr.encode())
+    assert "serving on" in first
+    assert last.endswith("INFO {{ cookiecutter.package_name }}: stopped")
+    accessed = [ACCESS_LINE.search(line) for line in middle]
+    assert all(accessed), middle  # no traceback, no ERROR: one access line per request, and nothing else
+    # (status, has a request id) of each, less the start-up probes; 499: nginx's "client closed request"
+    answers = Counter((int(line[3]), line[4] != "-") for line in accessed if line and line[2] != "/health")
+    assert answers == {(499, True): DROPPED, (400, False): 2, (400, True): 1}  # aiohttp's own 400s have no id
+
+
+async def test_json_access_lines_carry_the_request_fields_and_id(
+    unused_tcp_port: int, service_env: dict[str, str]
+) -> None:
+    async with running_service(unused_tcp_port, {**service_env, "LOG_FORMAT": "json"}) as service:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{service.url}/health?x=1", headers={"X-Request-ID": "probe-1"}) as response:
+                assert response.headers["X-Request-ID"] == "probe-1"
+            async with session.post(f"{service.url}/items", json={"name": "logged"}) as response:
+                created_id = response.headers["X-Request-ID"]
+        stderr = await service.stop()
+
+    entries = [json.loads(line) for line in lines_said(stderr.encode())]
+    access = [entry for entry in entries if entry["logger"] == "{{ cookiecutter.package_name }}.access"]
+    fields = [{key: entry[key] for key in ("method", "path", "status", "remote", "request_id")} for entry in access]
+    health = {"method": "GET", "path": "/health?x=1", "status": 200, "remote": "127.0.0.1", "request_id": "probe-1"}
+    created = {"method": "POST", "path": "/items", "status": 201, "remote": "127.0.0.1", "request_id": created_id}
+    assert fields[-2:] == [health, created]  # after the probes of the start-up
+    assert access[-2]["bytes"] > len(b'{"status": "ok"}')  # the headers too
+    assert all(entry["duration_ms"] >= 0 for entry in access)
+    assert entries[-1]["message"] == "stopped"
+
+
+async def test_access_log_off_leaves_the_start_and_stop_lines(
+    unused_tcp_port: int, service_env: dict[str, str]
+) -> None:
+    async with running_service(unused_tcp_port, {**service_env, "ACCESS_LOG": "off"}) as service:
+        async with aiohttp.ClientSession() as session, session.get(f"{service.url}/no/such/path") as response:
+            assert response.status == 404
+        stderr = await service.stop()
+
+    started, stopped = [line.partition(" INFO ")[2] for line in lines_said(stderr.encode())]
+    assert started.startswith(f"{{ cookiecutter.package_name }}: serving on http://127.0.0.1:{unused_tcp_port} ")
+    assert stopped == "{{ cookiecutter.package_name }}: stopped"
+{%- if cookiecutter.database != "none" %}
+
+
+async def test_gunicorn_workers_write_the_same_access_lines(unused_tcp_port: int, service_env: dict[str, str]) -> None:
+    probe = {"X-Request-ID": "probe-2"}
+    # One worker, so the one that answers is all there is: a worker told to stop while still booting may hang.
+    options = ("--workers", "1", "--bind", f"127.0.0.1:{unused_tcp_port}", "--no-control-socket")
+    gunicorn = Service(await launch(service_env, [*GUNICORN, *options]), f"http://127.0.0.1:{unused_tcp_port}")
+    try:
+        await wait_until_healthy(gunicorn)
+        async with aiohttp.ClientSession() as session, session.get(f"{gunicorn.url}/items", headers=probe) as response:
+            assert response.status == 200
+        stderr = await gunicorn.stop()
+    finally:
+        if gunicorn.process.returncode is None:
+            gunicorn.process.kill()
+            await gunicorn.process.wait()
+
+    [line] = [line for line in stderr.splitlines() if line.endswith(" probe-2")]
+    assert ACCESS_LINE.search(line), line
+{%- endif %}

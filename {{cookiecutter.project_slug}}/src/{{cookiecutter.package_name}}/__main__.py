@@ -44,6 +44,7 @@ def main() -> None:
         )
     except {% if cookiecutter.database != "none" %}(DatabaseUnavailable, OSError){% else %}OSError{% endif %} as error:
         sys.exit(f"{{ cookiecutter.package_name }}: cannot start: {error}")
+    log.info("stopped")
 
 
 if __name__ == "__main__":

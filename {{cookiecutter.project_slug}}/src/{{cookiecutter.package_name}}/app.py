@@ -10,7 +10,7 @@ from .events import hub_context, shutdown_hub
 from .items import ItemStore
 from .keys import SETTINGS, STORE
 from .limits import raise_open_files_limit
-from .logs import configure_logging
+from .logs import access_log, configure_logging, send_request_id
 from .routes import add_routes
 from .settings import Settings, SettingsError
 from .{{ "store_memory" if cookiecutter.database == "none" else "store_" ~ cookiecutter.database }} import store_context
@@ -23,9 +23,8 @@ def create_app(settings: Settings, store: ItemStore | None = None) -> web.Applic
     """Build the service; pass `store` to use it instead of opening the configured one."""
     # aiohttp closes a connection that has sent no whole request for keepalive_timeout seconds, from its start and
     # after each answer: the bound on a client that sends its headers slowly (or never), and on idle keep-alive.
-    app = web.Application(
-        client_max_size=settings.max_body_bytes, handler_args={"keepalive_timeout": settings.keepalive_timeout}
-    )
+    handler_args = {**access_log(settings), "keepalive_timeout": settings.keepalive_timeout}
+    app = web.Application(client_max_size=settings.max_body_bytes, handler_args=handler_args)
     app[SETTINGS] = settings
     if store is None:
         app.cleanup_ctx.append(store_context)
@@ -34,6 +33,7 @@ def create_app(settings: Settings, store: ItemStore | None = None) -> web.Applic
     app.cleanup_ctx.append(hub_context)
     app.cleanup_ctx.append(upstream_context)
     app.on_shutdown.append(shutdown_hub)
+    app.on_response_prepare.append(send_request_id)
     add_routes(app)
     return app
 

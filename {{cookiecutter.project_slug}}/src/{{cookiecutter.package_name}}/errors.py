@@ -51,9 +51,10 @@ def json_errors(handler: Handler) -> Handler:
                 web.HTTPServiceUnavailable, "database_unavailable", str(error), headers={"Retry-After": "1"}
             ) from None
 {%- endif %}
-        except UpstreamTimeout as error:
-            raise json_error(web.HTTPGatewayTimeout, "upstream_timeout", str(error)) from None
         except UpstreamError as error:
+            log.warning("%s %s: %s", request.method, request.path, error)
+            if isinstance(error, UpstreamTimeout):
+                raise json_error(web.HTTPGatewayTimeout, "upstream_timeout", str(error)) from None
             raise json_error(web.HTTPBadGateway, "upstream_error", str(error)) from None
 
     return wrapper

@@ -20,6 +20,7 @@ from .items import (
     parse_page,
 )
 from .keys import HUB, SETTINGS, STORE, UPSTREAM
+from .logs import request_id
 from .upstream import fetch_status
 
 HEALTHY = json.dumps({"status": "ok"}).encode()
@@ -37,6 +38,12 @@ async def ready(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
+class ClientClosedRequest(web.HTTPClientError):
+    """nginx's 499: the status the access log records for a client that left before sending its whole request."""
+
+    status_code = 499
+
+
 async def read_json(request: web.Request) -> object:
     """The decoded JSON body, or a 4xx JSON error saying what is wrong with it."""
     if request.content_type != "application/json":
@@ -50,6 +57,8 @@ async def read_json(request: web.Request) -> object:
         raise json_error(
             web.HTTPRequestEntityTooLarge, "too_large", f"the body exceeds {limit} bytes", max_size=limit
         ) from None
+    except ConnectionResetError:  # the client went away mid-body: no one to answer, nothing to report
+        raise ClientClosedRequest(reason="Client Closed Request") from None
     except web.RequestPayloadError:  # e.g. a body that is not in the Content-Encoding it claims
         message = "the body does not match its Content-Encoding"
         raise unread_rest(request, json_error(web.HTTPBadRequest, "malformed_body", message)) from None
@@ -137,7 +146,9 @@ async def item_fingerprint(request: web.Request) -> web.Response:
 
 async def upstream_status(request: web.Request) -> web.Response:
     """GET /upstream: the upstream service's status (504/502 when it fails)."""
-    status = await fetch_status(request.app[UPSTREAM], request.app[SETTINGS].upstream_url)
+    settings, session = request.app[SETTINGS], request.app[UPSTREAM]
+    limit = settings.upstream_max_bytes
+    status = await fetch_status(session, settings.upstream_url, max_bytes=limit, request_id=request_id(request))
     return web.json_response({"upstream": status})
 
 

@@ -16,3 +16,4 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE: web.AppKey[ItemStore] = web.AppKey("store")
 HUB: web.AppKey[Hub] = web.AppKey("hub")
 UPSTREAM = web.AppKey("upstream", ClientSession)
+REQUEST_ID = web.RequestKey("request_id", str)  # see logs.request_id

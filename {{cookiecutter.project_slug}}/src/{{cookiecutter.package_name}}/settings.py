@@ -34,11 +34,13 @@ class Settings:
 {%- endif %}
     upstream_url: str = "http://127.0.0.1:9000/status"
     upstream_timeout: float = 5.0
+    upstream_max_bytes: int = 1024 * 1024
     max_body_bytes: int = 64 * 1024
     body_timeout: float = 15.0
     keepalive_timeout: float = 75.0
     log_format: str = "text"
     log_level: str = "INFO"
+    access_log: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -58,11 +60,13 @@ class Settings:
 {%- endif %}
             upstream_url=env.get("UPSTREAM_URL", defaults.upstream_url),
             upstream_timeout=_number(env, "UPSTREAM_TIMEOUT", defaults.upstream_timeout, float, 0.001, 600),
+            upstream_max_bytes=_number(env, "UPSTREAM_MAX_BYTES", defaults.upstream_max_bytes, int, 1, 2**30),
             max_body_bytes=_number(env, "MAX_BODY_BYTES", defaults.max_body_bytes, int, 1, 2**30),
             body_timeout=_number(env, "BODY_TIMEOUT", defaults.body_timeout, float, 0.001, 600),
             keepalive_timeout=_number(env, "KEEPALIVE_TIMEOUT", defaults.keepalive_timeout, float, 0.001, 3600),
             log_format=_choice(env, "LOG_FORMAT", defaults.log_format, ("text", "json")),
             log_level=_choice(env, "LOG_LEVEL", defaults.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
+            access_log=_choice(env, "ACCESS_LOG", "on" if defaults.access_log else "off", ("on", "off")) == "on",
         )
 
 

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from aiohttp import web
 
 SLOW_SECONDS = 5.0
+BIG_BODY = json.dumps({"status": "ok", "padding": "x" * 256 * 1024}).encode()  # a JSON object of 256 KiB and a bit
+CHUNK = 16 * 1024
 
 
 async def status(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "version": "1.2.3"})
+
+
+async def request_id(request: web.Request) -> web.Response:
+    """The status, with the X-Request-ID the call came with."""
+    return web.json_response({"status": "ok", "request_id": request.headers.get("X-Request-ID")})
 
 
 async def delayed(request: web.Request) -> web.Response:
@@ -43,14 +51,43 @@ async def reset(request: web.Request) -> web.Response:
     return web.Response()
 
 
+async def big(request: web.Request) -> web.Response:
+    """BIG_BODY, its size announced in Content-Length."""
+    return web.Response(body=BIG_BODY, content_type="application/json")
+
+
+async def big_chunked(request: web.Request) -> web.StreamResponse:
+    """BIG_BODY in chunks, its size not announced."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    for start in range(0, len(BIG_BODY), CHUNK):
+        await response.write(BIG_BODY[start : start + CHUNK])
+    await response.write_eof()
+    return response
+
+
+async def big_stalled(request: web.Request) -> web.StreamResponse:
+    """Announces BIG_BODY in Content-Length, then sends nothing for SLOW_SECONDS."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.content_length = len(BIG_BODY)
+    await response.prepare(request)
+    await asyncio.sleep(SLOW_SECONDS)
+    return response
+
+
 def fake_upstream() -> web.Application:
     """An app answering /status (at once, or /delayed/<ms>), and misbehaving on purpose on every other path."""
     app = web.Application()
     app.router.add_get("/status", status)
+    app.router.add_get("/request-id", request_id)
     app.router.add_get(r"/delayed/{milliseconds:\d+}", delayed)
     app.router.add_get("/slow", slow)
     app.router.add_get("/error", server_error)
     app.router.add_get("/garbage", garbage)
     app.router.add_get("/list", not_an_object)
     app.router.add_get("/reset", reset)
+    app.router.add_get("/big", big)
+    app.router.add_get("/big-chunked", big_chunked)
+    app.router.add_get("/big-stalled", big_stalled)
     return app

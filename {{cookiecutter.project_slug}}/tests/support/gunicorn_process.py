@@ -26,7 +26,7 @@ GUNICORN = (
 
 @dataclass
 class Gunicorn(Service):
-    """gunicorn's master process, where it listens, and its access log: `<worker pid> <request line> <status>`."""
+    """gunicorn's master process, where it listens, and its access log: `<worker pid> <request line> <status> <id>`."""
 
     access_log: Path
 
@@ -42,14 +42,14 @@ class Gunicorn(Service):
     async def worker_of(self, session: aiohttp.ClientSession) -> str:
         """The pid of the worker holding `session`'s connection (give it a connector with limit=1: a websocket
         opened next in `session` then reuses that connection, and so that worker)."""
-        probe = f"probe={uuid.uuid4().hex}"
-        async with session.get(f"{self.url}/health?{probe}") as response:
+        probe = uuid.uuid4().hex
+        async with session.get(f"{self.url}/health", headers={"X-Request-ID": probe}) as response:
             assert response.status == 200
         async with asyncio.timeout(STOP_TIMEOUT):  # the worker writes the line once it has answered
             while True:
                 lines = (await asyncio.to_thread(self.access_log.read_text)).splitlines()
                 for line in lines:
-                    if probe in line:
+                    if line.endswith(f" {probe}"):
                         return line.split()[0]
                 await asyncio.sleep(0.02)
 
@@ -58,11 +58,11 @@ class Gunicorn(Service):
 async def running_gunicorn(port: int, env: Mapping[str, str], access_log: Path) -> AsyncIterator[Gunicorn]:
     """The README's gunicorn command (2 workers) on 127.0.0.1:`port`, answering /health; stopped at exit."""
     process = await launch(
-        env,
+        {"ACCESS_LOG": "off", **env},  # the service's own access log off: gunicorn's, in a file, applies
         [
             *GUNICORN,
             *("--bind", f"127.0.0.1:{port}", "--no-control-socket"),  # no control socket in the home folder
-            *("--access-logfile", str(access_log), "--access-logformat", "%P %r %s"),  # aiohttp's format letters
+            *("--access-logfile", str(access_log), "--access-logformat", "%P %r %s %{X-Request-ID}o"),  # aiohttp's
         ],
     )
     service = Gunicorn(process, f"http://127.0.0.1:{port}", access_log)

@@ -1,4 +1,5 @@
-"""PostgreSQL fixtures: TEST_DATABASE_URL, each test inside a rolled-back transaction."""
+"""PostgreSQL fixtures: databases of their own on TEST_DATABASE_URL's server, each test inside a rolled-back
+transaction."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@1
 
 
 @pytest.fixture(scope="session")
-async def database() -> AsyncIterator[asyncpg.Connection]:
-    """Session scope: one migrated connection to TEST_DATABASE_URL; skip (fail under CI) without a server."""
+async def server() -> AsyncIterator[asyncpg.Connection]:
+    """Session scope: a connection to TEST_DATABASE_URL, to make databases with; skip (fail under CI) without it."""
     try:
         connection = await asyncpg.connect(TEST_DATABASE_URL, timeout=5)
     except (OSError, TimeoutError, asyncpg.PostgresError) as error:
@@ -33,9 +34,35 @@ async def database() -> AsyncIterator[asyncpg.Connection]:
         if os.environ.get("CI"):
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
-    await migrate(connection)
     yield connection
     await connection.close()
+
+
+@contextlib.asynccontextmanager
+async def new_database(server: asyncpg.Connection) -> AsyncIterator[str]:
+    """The URL of a new, empty database on the server, dropped at exit (its connections cut)."""
+    name = f"scratch_{uuid.uuid4().hex[:16]}"
+    await server.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlsplit(TEST_DATABASE_URL)._replace(path=f"/{name}").geturl()
+    finally:
+        await server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+async def database(server: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
+    """Session scope: one migrated connection to a database of this run's own, dropped at the end.
+
+    Runs side by side (two checkouts, pytest-xdist's workers) then never share rows or wait for each other's
+    locks: a test's transaction holds the events lock from its first write to its rollback.
+    """
+    async with new_database(server) as url:
+        connection = await asyncpg.connect(url, timeout=5)
+        try:
+            await migrate(connection)
+            yield connection
+        finally:
+            await connection.close()
 
 
 @pytest.fixture(scope="session")
@@ -94,14 +121,7 @@ def kept_keys(acquire: Acquire) -> KeptKeys:
 
 
 @pytest.fixture
-async def service_env(database: asyncpg.Connection) -> AsyncIterator[dict[str, str]]:
-    """Function scope: environment for a real service process, with a fresh database dropped afterwards.
-
-    Not for tests that also use `store`: CREATE DATABASE cannot run inside its transaction.
-    """
-    name = f"scratch_{uuid.uuid4().hex[:16]}"
-    await database.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield {"DATABASE_URL": urlsplit(TEST_DATABASE_URL)._replace(path=f"/{name}").geturl()}
-    finally:
-        await database.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+async def service_env(server: asyncpg.Connection) -> AsyncIterator[dict[str, str]]:
+    """Function scope: environment for a real service process, with a fresh database dropped afterwards."""
+    async with new_database(server) as url:
+        yield {"DATABASE_URL": url}

@@ -17,7 +17,11 @@ import aiohttp
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
 SERVICE = ("{{ cookiecutter.package_name }}",)
-SLOW_STEP_NOTE = re.compile(r"WARNING asyncio: Executing .* took \d+\.\d+ seconds$")
+# asyncio's debug mode (on under PYTHONDEVMODE) notes any step over 0.1 s, a server that starts serving and a poll
+# over 1 s: text or JSON lines.
+DEBUG_MODE_NOTE = re.compile(
+    r'WARNING asyncio: Executing .* took \d+\.\d+ seconds$| INFO asyncio: |"level": "INFO", "logger": "asyncio"'
+)
 
 
 @dataclass
@@ -72,9 +76,9 @@ async def running_service(port: int, env: Mapping[str, str]) -> AsyncIterator[Se
 
 
 def lines_said(stderr: bytes) -> list[str]:
-    """The lines of a process's stderr, less asyncio's notes on slow steps (its debug mode, on under PYTHONDEVMODE,
-    writes one for any step over 0.1 s, which a busy runner makes of start-up)."""
-    return [line for line in stderr.decode().strip().splitlines() if not SLOW_STEP_NOTE.search(line)]
+    """The lines of a process's stderr, less the notes of asyncio's debug mode (a busy runner makes slow steps of
+    start-up; the asyncio loop notes its server and its idle polls)."""
+    return [line for line in stderr.decode().strip().splitlines() if not DEBUG_MODE_NOTE.search(line)]
 
 
 async def wait_until_healthy(service: Service) -> None:
