@@ -331,15 +331,11 @@ MUTATIONS = [
         "the PostgreSQL store context opens its pool and never closes it",
         "src/{package}/store_postgresql.py",
         "    try:\n"
-        "        async with pool.acquire() as connection:\n"
-        "            await migrate(connection)\n"
         "        acquire = functools.partial(pool.acquire, timeout=settings.database_pool_timeout)\n"
         "        app[STORE] = PostgresItemStore(acquire, settings, listen_url=url)\n"
         "        yield\n"
         "    finally:\n"
         "        await pool.close()\n",
-        "    async with pool.acquire() as connection:\n"
-        "        await migrate(connection)\n"
         "    acquire = functools.partial(pool.acquire, timeout=settings.database_pool_timeout)\n"
         "    app[STORE] = PostgresItemStore(acquire, settings, listen_url=url)\n"
         "    yield\n",
