@@ -1,11 +1,16 @@
-"""Jinja filters the template uses to write answers safely into generated files."""
+"""Jinja helpers the template uses: answers written safely into generated files, and the project folder's name."""
 
 from __future__ import annotations
 
 import json
+import re
+import uuid
 
 from jinja2 import Environment
 from jinja2.ext import Extension
+
+# Letters, digits, `-`, `_` and `.`: one folder name on every system (not `.` or `..`, which are dots alone).
+ONE_FOLDER = re.compile(r"[\w.-]+")
 
 
 def quoted(value: object) -> str:
@@ -18,9 +23,22 @@ def quoted(value: object) -> str:
     return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
-class QuotedString(Extension):
-    """Adds the `quoted` filter."""
+def folder(slug: object) -> str:
+    """The project folder's name: the slug when it is one folder name; else a hidden name of its own.
+
+    Cookiecutter makes the project folder before the pre-gen hook sees the answers, and removes only that folder
+    when the hook refuses them: a slug like `a/b` or `../x` would leave `a/` or `../x/` behind, and an empty one
+    would name the output folder itself. The hook refuses every such slug, so the stand-in never outlives the bake.
+    """
+    text = str(slug)
+    return text if ONE_FOLDER.fullmatch(text) and text.strip(".") else f".refused-slug-{uuid.uuid4().hex[:12]}"
+
+
+class TemplateFilters(Extension):
+    """Adds the `quoted` filter and the `folder()` function (the template folder's name calls it: a `|` would
+    make a file name Windows cannot check out)."""
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         environment.filters["quoted"] = quoted
+        environment.globals["folder"] = folder

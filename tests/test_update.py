@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 # database=none prunes the most (both SQL stores, their migrations and tests).
 ANSWERS = {"event_loop": "asyncio", "database": "none"}
-PROJECT = "{{cookiecutter.project_slug}}"
+PROJECT = "{{folder(cookiecutter.project_slug)}}"
 
 
 # A fixed identity for the commits: none is configured on CI machines.
