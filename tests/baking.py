@@ -6,8 +6,10 @@ import ast
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,9 @@ def _noxfile_list(name: str) -> list[str]:
 PYTHONS = _noxfile_list("PYTHONS")
 # Newer Pythons the baked CI tries, allowed to fail (not in the classifiers).
 EXPERIMENTAL_PYTHONS = _noxfile_list("EXPERIMENTAL_PYTHONS")
+
+# uv, from requirements-test.txt (beside this interpreter), else from PATH.
+UV = shutil.which("uv", path=sysconfig.get_path("scripts")) or "uv"
 
 
 def combination_id(answers: dict[str, str]) -> str:

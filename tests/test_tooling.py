@@ -19,7 +19,6 @@ import sys
 import sysconfig
 import time
 import tomllib
-import venv
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -32,7 +31,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from .baking import EXPERIMENTAL_PYTHONS, PYTHONS, bake, distribution_names, package_of, run, third_party_imports
+from .baking import EXPERIMENTAL_PYTHONS, PYTHONS, UV, bake, distribution_names, package_of, run, third_party_imports
 
 WORKFLOW = ".github/workflows/ci.yml"
 DEPENDABOT = ".github/dependabot.yml"
@@ -246,13 +245,14 @@ def test_pre_commit_mypy_checks_the_whole_project_with_every_imported_package(ba
 @pytest.mark.slow
 @pytest.mark.parametrize("database", ["sqlite", "postgresql", "none"])
 def test_pre_commit_mypy_environment_is_enough_for_strict_mypy(cookies, database: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Build the hook's environment as pre-commit does (mypy + additional_dependencies, not the project)."""
+    """Build the hook's environment as pre-commit does (mypy + additional_dependencies, not the project), with uv."""
     project = bake(cookies, {"event_loop": "uvloop", "database": database})
     rev, mypy = pre_commit_hooks(project)["mypy"]
-    venv.create(tmp_path / "hook-env", with_pip=True)
-    python = tmp_path / "hook-env" / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
-    install = ["-m", "pip", "install", "-q", "--disable-pip-version-check", f"mypy=={rev.removeprefix('v')}"]
-    run(project, python, *install, *mypy["additional_dependencies"])
+    hook_env = tmp_path / "hook-env"
+    run(project, UV, "venv", "-q", "--python", sys.executable, hook_env, env={"UV_PYTHON_DOWNLOADS": "never"})
+    python = hook_env / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    install = [UV, "pip", "install", "-q", "--python", python, f"mypy=={rev.removeprefix('v')}"]
+    run(project, *install, *mypy["additional_dependencies"])
 
     run(project, python, "-m", "mypy", "--no-incremental", *mypy["args"])
 
