@@ -56,8 +56,10 @@ nox.options.sessions = [f"quick-{python}" for python in PYTHONS if python != NEW
 
 
 def pytest_in(session: nox.Session, *args: str) -> None:
+    """Install the test requirements and run pytest on every core; tests go to the workers one at a time, the longest
+    first (tests/conftest.py), so that the workers finish together."""
     session.install("-r", "requirements-test.txt")
-    session.run("pytest", "-n", "auto", "--dist", "worksteal", *args, *session.posargs)
+    session.run("pytest", "-n", "auto", "--dist", "load", "--maxschedchunk", "1", *args, *session.posargs)
 
 
 @nox.session(python=PYTHONS)

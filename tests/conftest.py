@@ -8,8 +8,8 @@ import pytest
 
 from .baking import COMBINATIONS, ROOT, bake, combination_id
 
-# The longest tests, longest first: run before the rest, they leave only short ones to even out xdist's workers
-# at the end (pytest-randomly shuffles the rest, and each group within).
+# The longest tests, longest first: sent to xdist's workers before the rest (noxfile.py sends one at a time), they
+# leave only short ones to even the workers out at the end (pytest-randomly shuffles the rest, and each group).
 LONGEST_FIRST = (
     "test_baked_suite_passes_the_full_proof",  # a minute or more each
     "test_readme_lines_install_then_pass",
