@@ -27,8 +27,11 @@ PYTHONS = ["3.11", "3.12", "3.13", "3.14"]
 EXPERIMENTAL_PYTHONS = ["3.15"]
 
 nox.options.reuse_venv = "yes"
+# uv makes and fills the virtual environments in seconds where it is installed (`pip install nox[uv]`), else virtualenv.
+nox.options.default_venv_backend = "uv|virtualenv"
 # Never download an interpreter. A missing one is skipped with a line saying so, or under CI fails the run.
 nox.options.download_python = "never"
+os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
 nox.options.error_on_missing_interpreters = "CI" in os.environ
 
 

@@ -27,6 +27,7 @@ class Mutation:
     databases: tuple[str, ...] = ALL
     add_import: str = ""
     # The test expected to catch it (`{database}` filled in), run alone first: a fast verdict for most cases.
+    # Every mutation names one (tests/test_mutations.py checks it exists).
     caught_by: str = ""
 
 
