@@ -24,8 +24,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.every_python]
 CASES = {"default": {}, "postgresql": {"database": "postgresql", "event_loop": "asyncio"}}
 TOOLS = {"pip": "python3 -m venv", "uv": "uv sync"}
 HEAVY_HINT = "`python -m pytest --heavy` runs the full proof"
-# This machine's way to the package index (certificates, proxies, mirrors) reaches pip and uv as it does here.
-INDEX_SETTINGS = re.compile(r"(PIP|UV|SSL_CERT)_\w+|(HTTPS?|NO)_PROXY", re.IGNORECASE)
+# This machine's way to the package index (certificates, proxies, mirrors) reaches pip and uv as it does here; no
+# other UV_ setting does (nox's UV_PROJECT_ENVIRONMENT would make `uv sync` rewrite the session's environment).
+INDEX_SETTINGS = re.compile(
+    r"PIP_\w+|SSL_CERT_\w+|(HTTPS?|NO)_PROXY|UV_(DEFAULT_INDEX|INDEX|INDEX_URL|EXTRA_INDEX_URL|FIND_LINKS|NATIVE_TLS)",
+    re.IGNORECASE,
+)
 
 
 def getting_started(readme: str) -> dict[str, list[str]]:
