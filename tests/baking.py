@@ -6,8 +6,10 @@ import ast
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -22,15 +24,20 @@ CHOICES = {
 COMBINATIONS = [dict(zip(CHOICES, values, strict=True)) for values in itertools.product(*CHOICES.values())]
 
 
-def _noxfile_pythons() -> list[str]:
-    """The PYTHONS list of noxfile.py (read, not imported: nox is not installed here, and importing runs it)."""
+def _noxfile_list(name: str) -> list[str]:
+    """A list assigned in noxfile.py (read, not imported: nox is not installed here, and importing runs it)."""
     module = ast.parse((ROOT / "noxfile.py").read_text(encoding="utf-8"))
     assignments = {ast.unparse(node.targets[0]): node.value for node in module.body if isinstance(node, ast.Assign)}
-    return ast.literal_eval(assignments["PYTHONS"])
+    return ast.literal_eval(assignments[name])
 
 
-# The Pythons the baked project supports; noxfile.py keeps the list and runs these tests on each of them.
-PYTHONS = _noxfile_pythons()
+# The Pythons the baked project supports, oldest first; noxfile.py keeps the list and runs these tests on each.
+PYTHONS = _noxfile_list("PYTHONS")
+# Newer Pythons the baked CI tries, allowed to fail (not in the classifiers).
+EXPERIMENTAL_PYTHONS = _noxfile_list("EXPERIMENTAL_PYTHONS")
+
+# uv, from requirements-test.txt (beside this interpreter), else from PATH.
+UV = shutil.which("uv", path=sysconfig.get_path("scripts")) or "uv"
 
 
 def combination_id(answers: dict[str, str]) -> str:

@@ -26,6 +26,9 @@ class Mutation:
     replace: str
     databases: tuple[str, ...] = ALL
     add_import: str = ""
+    # The test expected to catch it (`{database}` filled in), run alone first: a fast verdict for most cases.
+    # Every mutation names one (tests/test_mutations.py checks it exists).
+    caught_by: str = ""
 
 
 HANDLERS = "src/{package}/handlers.py"
@@ -41,6 +44,7 @@ MUTATIONS = [
         HANDLERS,
         "await request.app[STORE].add(new)",
         "request.app[STORE].add(new)",
+        caught_by="tests/test_api_contract.py::test_a_name_is_stored_verbatim_whatever_it_holds",
     ),
     Mutation(
         "dropped-await-ready",
@@ -48,6 +52,7 @@ MUTATIONS = [
         HANDLERS,
         "    await request.app[STORE].ping()\n",
         "    request.app[STORE].ping()\n",
+        caught_by="tests/test_api_contract.py::test_ready_reports_the_store_answering",
     ),
     Mutation(
         "wrong-status-created",
@@ -55,6 +60,7 @@ MUTATIONS = [
         HANDLERS,
         "item.to_json(), status=201, headers=headers)",
         "item.to_json(), status=200, headers=headers)",
+        caught_by="tests/test_api_contract.py::test_names_people_write_are_kept_as_sent",
     ),
     Mutation(
         "wrong-status-deleted",
@@ -62,6 +68,7 @@ MUTATIONS = [
         HANDLERS,
         "return web.Response(status=204)",
         "return web.Response(status=200)",
+        caught_by="tests/test_p10_http_api.py::test_delete_removes_the_item",
     ),
     Mutation(
         "missing-location-header",
@@ -69,6 +76,7 @@ MUTATIONS = [
         HANDLERS,
         '    headers = {"Location": f"/items/{item.id}"}\n',
         "    headers: dict[str, str] = {}\n",
+        caught_by="tests/test_p10_http_api.py::test_create_returns_the_item_and_its_location",
     ),
     Mutation(
         "delete-missing-answers-204",
@@ -76,6 +84,7 @@ MUTATIONS = [
         HANDLERS,
         "    if item is None:\n        raise no_such_item()\n    request.app[HUB].wake()\n",
         "    if item is not None:\n        request.app[HUB].wake()\n",
+        caught_by="tests/test_p10_http_api.py::test_delete_removes_the_item",
     ),
     Mutation(
         "created-event-trigger-missing",
@@ -84,6 +93,7 @@ MUTATIONS = [
         "CREATE TRIGGER item_created AFTER INSERT ON items BEGIN",
         "CREATE TRIGGER item_created AFTER INSERT ON items WHEN 0 BEGIN",
         databases=("sqlite",),
+        caught_by="tests/test_api_contract.py::test_resuming_from_before_the_kept_events_gets_410",
     ),
     Mutation(
         "deleted-event-trigger-missing",
@@ -93,6 +103,7 @@ MUTATIONS = [
         "    FOR EACH ROW EXECUTE FUNCTION record_item_event('item.deleted');\n",
         "",
         databases=("postgresql",),
+        caught_by="tests/test_p11_websocket.py::test_a_subscriber_resuming_after_an_event_id_gets_what_it_missed",
     ),
     Mutation(
         "hub-not-woken",
@@ -101,6 +112,7 @@ MUTATIONS = [
         "    if created:\n        request.app[HUB].wake()\n    else:\n",
         "    if not created:\n",
         databases=("none",),
+        caught_by="tests/test_api_contract.py::test_resuming_from_before_the_kept_events_gets_410",
     ),
     Mutation(
         "replay-skipped",
@@ -108,6 +120,7 @@ MUTATIONS = [
         EVENTS,
         "        self.cursor = hub.head if after is None else after",
         "        self.cursor = hub.head",
+        caught_by="tests/test_api_contract.py::test_resuming_from_before_the_kept_events_gets_410",
     ),
     Mutation(
         "retention-bound-off-by-one",
@@ -115,6 +128,7 @@ MUTATIONS = [
         HANDLERS,
         "after < hub.head - EVENT_RETENTION",
         "after <= hub.head - EVENT_RETENTION",
+        caught_by="tests/test_api_contract.py::test_resuming_from_before_the_kept_events_gets_410",
     ),
     Mutation(
         "sync-sleep-in-handler",
@@ -123,6 +137,7 @@ MUTATIONS = [
         '    """GET /items?limit=&offset=: one page of items, oldest first."""\n',
         '    """GET /items?limit=&offset=: one page of items, oldest first."""\n    time.sleep(0.05)\n',
         add_import="import time",
+        caught_by="tests/test_api_contract.py::test_list_pages_with_limit_and_offset",
     ),
     Mutation(
         "fingerprint-on-the-loop",
@@ -130,6 +145,7 @@ MUTATIONS = [
         HANDLERS,
         "digest = await asyncio.to_thread(fingerprint, item)",
         "digest = fingerprint(item)",
+        caught_by="tests/test_p14_blocking.py::test_loop_keeps_ticking_while_the_handler_fingerprints",
     ),
     Mutation(
         "swallowed-cancellation",
@@ -137,6 +153,7 @@ MUTATIONS = [
         EVENTS,
         '        except Exception:\n            log.exception("sending events failed")\n',
         '        except BaseException:\n            log.exception("sending events failed")\n',
+        caught_by="tests/test_concurrency.py::test_a_gone_or_stalled_subscriber_is_dropped_and_the_others_get_every_event",
     ),
     Mutation(
         "slow-subscriber-not-dropped",
@@ -145,6 +162,7 @@ MUTATIONS = [
         "        except asyncio.QueueFull:\n"
         '            self.close(WSCloseCode.TRY_AGAIN_LATER, f"too slow: {BUFFER} events behind")\n',
         "        except asyncio.QueueFull:\n            pass\n",
+        caught_by="tests/test_p13_queue.py::test_full_queue_closes_its_subscriber_instead_of_blocking_the_producer",
     ),
     Mutation(
         "stalled-send-without-timeout",
@@ -153,6 +171,7 @@ MUTATIONS = [
         "            async with asyncio.timeout(SEND_TIMEOUT):\n"
         "                await self.subscriber.send_str(message)\n",
         "            await self.subscriber.send_str(message)\n",
+        caught_by="tests/test_concurrency.py::test_a_gone_or_stalled_subscriber_is_dropped_and_the_others_get_every_event",
     ),
     Mutation(
         "failed-subscriber-not-dropped",
@@ -162,6 +181,7 @@ MUTATIONS = [
         "            self.hub.subscriptions.discard(self)\n",
         "        except ConnectionError:  # the subscriber went away; its handler ends the subscription\n"
         "            pass\n",
+        caught_by="tests/test_concurrency.py::test_a_gone_or_stalled_subscriber_is_dropped_and_the_others_get_every_event",
     ),
     Mutation(
         "hub-tasks-not-awaited",
@@ -169,6 +189,7 @@ MUTATIONS = [
         EVENTS,
         "    await asyncio.wait({watch, delivery})\n",
         "",
+        caught_by="tests/test_p06_cancellation.py::test_shutdown_closes_subscribers_then_cleanup_cancels_the_hub_tasks",
     ),
     Mutation(
         "shutdown-hub-not-registered",
@@ -176,6 +197,7 @@ MUTATIONS = [
         "src/{package}/app.py",
         "    app.on_shutdown.append(shutdown_hub)\n",
         "",
+        caught_by="tests/test_p06_cancellation.py::test_stopping_the_server_tells_connected_subscribers_where_to_resume",
     ),
     Mutation(
         "upstream-session-never-closed",
@@ -185,6 +207,7 @@ MUTATIONS = [
         "        app[UPSTREAM] = session\n"
         "        yield\n",
         "    app[UPSTREAM] = aiohttp.ClientSession(timeout=timeout)\n    yield\n",
+        caught_by="tests/test_api_contract.py::test_bad_bodies_get_400",
     ),
     Mutation(
         "upstream-timeout-not-applied",
@@ -192,6 +215,7 @@ MUTATIONS = [
         UPSTREAM,
         "aiohttp.ClientSession(timeout=timeout)",
         "aiohttp.ClientSession()",
+        caught_by="tests/test_p05_timeouts.py::test_slow_upstream_answers_504",
     ),
     Mutation(
         "upstream-timeout-unmapped",
@@ -200,6 +224,7 @@ MUTATIONS = [
         "            if isinstance(error, UpstreamTimeout):\n"
         '                raise json_error(web.HTTPGatewayTimeout, "upstream_timeout", str(error)) from None\n',
         "",
+        caught_by="tests/test_p05_timeouts.py::test_slow_upstream_answers_504",
     ),
     Mutation(
         "upstream-failure-not-logged",
@@ -209,6 +234,7 @@ MUTATIONS = [
         "            if isinstance(error, UpstreamTimeout):\n",
         "            if isinstance(error, UpstreamTimeout):\n",
         databases=("none",),  # none of the stores is involved
+        caught_by="tests/test_logs.py::test_an_upstream_failure_is_one_warning_without_a_traceback",
     ),
     Mutation(
         "upstream-body-unbounded",
@@ -217,6 +243,7 @@ MUTATIONS = [
         "data = json.loads(await read_at_most(response, max_bytes))",
         "data = json.loads(await response.read())",
         databases=("none",),  # none of the stores is involved
+        caught_by="tests/test_api_contract.py::test_an_upstream_answer_over_its_limit_gets_502_and_one_at_it_is_relayed",
     ),
     Mutation(
         "request-id-not-returned",
@@ -225,6 +252,7 @@ MUTATIONS = [
         "    app.on_response_prepare.append(send_request_id)\n",
         "",
         databases=("none",),  # none of the stores is involved
+        caught_by="tests/test_logs.py::test_every_answer_carries_a_new_request_id",
     ),
     Mutation(
         "request-id-not-sent-upstream",
@@ -233,6 +261,7 @@ MUTATIONS = [
         "session.get(url, headers=headers)",
         "session.get(url)",
         databases=("none",),  # none of the stores is involved
+        caught_by="tests/test_logs.py::test_a_clients_request_id_is_kept_if_sane_and_goes_upstream",
     ),
     Mutation(
         "database-errors-unmapped",
@@ -245,6 +274,7 @@ MUTATIONS = [
         "            ) from None\n",
         "",
         databases=SQL,
+        caught_by="tests/test_faults_{database}.py",
     ),
     Mutation(
         "wrong-error-code",
@@ -252,6 +282,7 @@ MUTATIONS = [
         ERRORS,
         'web.HTTPBadRequest, "invalid", str(error)',
         'web.HTTPBadRequest, "bad_request", str(error)',
+        caught_by="tests/test_api_contract.py::test_bad_bodies_get_400",
     ),
     Mutation(
         "quantity-not-validated",
@@ -259,6 +290,7 @@ MUTATIONS = [
         ITEMS,
         'quantity=_parse_quantity(data.get("quantity", 0))',
         'quantity=data.get("quantity", 0)',
+        caught_by="tests/test_api_contract.py::test_bad_bodies_get_400",
     ),
     Mutation(
         "page-limit-lower-bound-off-by-one",
@@ -266,6 +298,7 @@ MUTATIONS = [
         ITEMS,
         '"limit", default=20, low=1, high=PAGE_MAX)',
         '"limit", default=20, low=0, high=PAGE_MAX)',
+        caught_by="tests/test_api_contract.py::test_bad_paging_gets_400",
     ),
     Mutation(
         "paging-upper-bound-off-by-one",
@@ -273,6 +306,7 @@ MUTATIONS = [
         ITEMS,
         "not low <= int(text) <= high",
         "not low <= int(text) < high",
+        caught_by="tests/test_api_contract.py::test_paging_bounds_are_inclusive",
     ),
     Mutation(
         "module-fixture-now-function-scoped",
@@ -280,6 +314,7 @@ MUTATIONS = [
         "tests/test_p04_shared_fixtures.py",
         '@pytest.fixture(scope="module")\n',
         "@pytest.fixture\n",
+        caught_by="tests/test_p04_shared_fixtures.py::test_module_session_is_built_once_for_all_tests_of_the_file",
     ),
     Mutation(
         "commit-instead-of-rollback-sqlite",
@@ -288,6 +323,7 @@ MUTATIONS = [
         'await database.execute("ROLLBACK")',
         'await database.execute("COMMIT")',
         databases=("sqlite",),
+        caught_by="tests/test_concurrency.py::test_a_gone_or_stalled_subscriber_is_dropped_and_the_others_get_every_event",
     ),
     Mutation(
         "commit-instead-of-rollback-postgresql",
@@ -296,6 +332,7 @@ MUTATIONS = [
         "            await transaction.rollback()",
         "            await transaction.commit()",
         databases=("postgresql",),
+        caught_by="tests/test_concurrency.py::test_a_gone_or_stalled_subscriber_is_dropped_and_the_others_get_every_event",
     ),
     Mutation(
         "test-connection-lent-without-lock",
@@ -304,6 +341,7 @@ MUTATIONS = [
         "        async with lock:\n            yield database\n",
         "        yield database\n",
         databases=("postgresql",),
+        caught_by="tests/test_api_contract.py::test_a_name_is_stored_verbatim_whatever_it_holds",
     ),
     Mutation(
         "sqlite-connection-never-closed",
@@ -317,6 +355,7 @@ MUTATIONS = [
         "        await connection.close()\n",
         "    await migrate(connection)\n    app[STORE] = SqliteItemStore(connection, settings)\n    yield\n",
         databases=("sqlite",),
+        caught_by="tests/test_faults_sqlite.py::test_locked_file_gives_503_and_the_service_recovers_without_a_restart",
     ),
     Mutation(
         "sqlite-autocommit-dropped",
@@ -325,6 +364,7 @@ MUTATIONS = [
         "aiosqlite.connect(path, isolation_level=None)",
         "aiosqlite.connect(path)",
         databases=("sqlite",),
+        caught_by="tests/test_faults_sqlite.py::test_locked_file_gives_503_and_the_service_recovers_without_a_restart",
     ),
     Mutation(
         "postgresql-pool-never-closed",
@@ -340,6 +380,7 @@ MUTATIONS = [
         "    app[STORE] = PostgresItemStore(acquire, settings, listen_url=url)\n"
         "    yield\n",
         databases=("postgresql",),
+        caught_by="tests/test_p02_fixture_cleanup.py::test_store_context_closes_its_database_connections_at_exit",
     ),
     Mutation(
         "memory-page-slice-off",
@@ -348,13 +389,15 @@ MUTATIONS = [
         "[offset : offset + limit]",
         "[offset:limit]",
         databases=("none",),
+        caught_by="tests/test_api_contract.py::test_list_pages_with_limit_and_offset",
     ),
     Mutation(
         "silent-listener-unchecked",
         "the PostgreSQL event listener only waits for its connection to close: one that goes silent is never noticed",
         "src/{package}/store_postgresql.py",
-        "            await connection.execute(\"SELECT 1\", timeout=CONNECT_TIMEOUT)\n",
+        '            await connection.execute("SELECT 1", timeout=CONNECT_TIMEOUT)\n',
         "            pass\n",
         databases=("postgresql",),
+        caught_by="tests/test_faults_postgresql.py::test_a_listener_whose_connection_goes_silent_reconnects_and_catches_up",
     ),
 ]

@@ -121,6 +121,7 @@ def test_pyproject_declares_exactly_what_the_code_imports(baked: Path) -> None:
     assert third_party_imports(baked / "tests", {package, "tests"}) <= runtime | dev
 
 
+@pytest.mark.every_python
 def test_this_environment_has_every_declared_dependency(baked: Path) -> None:
     project = tomllib.loads((baked / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 
@@ -139,11 +140,13 @@ def _installed(name: str) -> bool:
     return True
 
 
+@pytest.mark.every_python
 def test_ruff_finds_nothing(baked: Path) -> None:
     run(baked, sys.executable, "-m", "ruff", "check", "--no-cache", ".")
     run(baked, sys.executable, "-m", "ruff", "format", "--no-cache", "--check", ".")
 
 
+@pytest.mark.every_python
 def test_mypy_strict_finds_nothing(baked: Path) -> None:
     run(baked, sys.executable, "-m", "mypy", "--strict", "--no-incremental")
 

@@ -19,7 +19,6 @@ import sys
 import sysconfig
 import time
 import tomllib
-import venv
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -32,7 +31,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from .baking import PYTHONS, bake, distribution_names, package_of, run, third_party_imports
+from .baking import EXPERIMENTAL_PYTHONS, PYTHONS, UV, bake, distribution_names, package_of, run, third_party_imports
 
 WORKFLOW = ".github/workflows/ci.yml"
 DEPENDABOT = ".github/dependabot.yml"
@@ -147,6 +146,28 @@ def test_workflow_tests_every_supported_python_from_the_oldest_the_project_accep
     assert Version(older) not in requires
 
 
+def test_classifiers_name_exactly_the_supported_pythons(baked: Path) -> None:
+    classifiers = pyproject(baked)["project"]["classifiers"]
+
+    named = [line.rpartition(" :: ")[2] for line in classifiers if re.fullmatch(r".* :: 3\.\d+", line)]
+
+    assert named == PYTHONS
+    assert "Programming Language :: Python :: 3 :: Only" in classifiers
+
+
+def test_workflow_tries_the_experimental_pythons_without_failing_on_them(baked: Path) -> None:
+    job = workflow_job(baked)
+    [setup] = [step for step in job["steps"] if step.get("uses", "").startswith("actions/setup-python@")]
+    include = job["strategy"]["matrix"].get("include", [])
+
+    tried = [entry for entry in include if entry.get("experimental")]
+
+    assert [entry["python-version"] for entry in tried] == EXPERIMENTAL_PYTHONS
+    assert all(entry["os"] == "ubuntu-latest" and entry["experimental"] is True for entry in tried)
+    assert job["continue-on-error"] == setup["with"]["allow-prereleases"] == "${{ matrix.experimental == true }}"
+    assert not set(EXPERIMENTAL_PYTHONS) & set(PYTHONS)
+
+
 def test_workflow_gives_the_tests_a_postgresql_service_only_for_postgresql(
     baked: Path, answers: dict[str, str]
 ) -> None:
@@ -176,7 +197,7 @@ def test_workflow_runs_on_windows_and_macos_exactly_without_a_database_server(
 
     others = {"windows-latest", "macos-latest"} if answers["database"] != "postgresql" else set()
     assert {*matrix["os"], *(entry["os"] for entry in include)} == {"ubuntu-latest", *others}
-    assert all(entry["python-version"] in PYTHONS for entry in include)
+    assert [entry["python-version"] for entry in include if entry["os"] in others] == [PYTHONS[-1]] * len(others)
 
 
 def test_a_windows_job_installs_and_imports_everything_without_uvloop(baked: Path, answers: dict[str, str]) -> None:
@@ -224,13 +245,14 @@ def test_pre_commit_mypy_checks_the_whole_project_with_every_imported_package(ba
 @pytest.mark.slow
 @pytest.mark.parametrize("database", ["sqlite", "postgresql", "none"])
 def test_pre_commit_mypy_environment_is_enough_for_strict_mypy(cookies, database: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Build the hook's environment as pre-commit does (mypy + additional_dependencies, not the project)."""
+    """Build the hook's environment as pre-commit does (mypy + additional_dependencies, not the project), with uv."""
     project = bake(cookies, {"event_loop": "uvloop", "database": database})
     rev, mypy = pre_commit_hooks(project)["mypy"]
-    venv.create(tmp_path / "hook-env", with_pip=True)
-    python = tmp_path / "hook-env" / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
-    install = ["-m", "pip", "install", "-q", "--disable-pip-version-check", f"mypy=={rev.removeprefix('v')}"]
-    run(project, python, *install, *mypy["additional_dependencies"])
+    hook_env = tmp_path / "hook-env"
+    run(project, UV, "venv", "-q", "--python", sys.executable, hook_env, env={"UV_PYTHON_DOWNLOADS": "never"})
+    python = hook_env / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    install = [UV, "pip", "install", "-q", "--python", python, f"mypy=={rev.removeprefix('v')}"]
+    run(project, *install, *mypy["additional_dependencies"])
 
     run(project, python, "-m", "mypy", "--no-incremental", *mypy["args"])
 
