@@ -96,7 +96,7 @@ async def test_sigterm_mid_load_loses_no_acknowledged_write(unused_tcp_port: int
 {%- endif %}
 
 
-async def test_startup_line_names_the_loop(unused_tcp_port: int, service_env: dict[str, str]) -> None:
+async def test_startup_line_names_the_loop_and_how_to_stop(unused_tcp_port: int, service_env: dict[str, str]) -> None:
     async with running_service(unused_tcp_port, service_env) as service:
         stderr = await service.stop()
 
@@ -107,6 +107,7 @@ async def test_startup_line_names_the_loop(unused_tcp_port: int, service_env: di
 {%- else %}
     assert "(loop: asyncio." in line
 {%- endif %}
+    assert line.endswith("; Ctrl-C stops")
 
 
 async def test_a_port_already_taken_stops_it_with_one_line(unused_tcp_port: int, service_env: dict[str, str]) -> None:

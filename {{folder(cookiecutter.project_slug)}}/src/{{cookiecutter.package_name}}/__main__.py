@@ -30,7 +30,7 @@ def main() -> None:
     loop = new_event_loop()
 
     def announce(_: str) -> None:  # run_app calls this once the socket is listening
-        log.info("serving on http://%s:%d (loop: %s)", settings.host, settings.port, loop_name(loop))
+        log.info("serving on http://%s:%d (loop: %s); Ctrl-C stops", settings.host, settings.port, loop_name(loop))
 
     try:
         web.run_app(
