@@ -212,7 +212,8 @@ def bake(work: Path, loop: str, database: str, template: Path = TEMPLATE, versio
     folder = work / f"bake-{version}-{loop}-{database}"
     answers = [f"event_loop={loop}", f"database={database}"]
     command = [sys.executable, "-m", "cookiecutter", "--no-input", "--default-config", "-o", str(folder)]
-    done = subprocess.run([*command, str(template), *answers], capture_output=True, text=True, timeout=120)
+    # Run from `work`: from the repository, `python -m` would import its local_extensions.py, not the template's.
+    done = subprocess.run([*command, str(template), *answers], cwd=work, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         raise BenchmarkError(f"cookiecutter {' '.join(answers)} failed:\n{done.stderr[-2000:]}")
     [project] = folder.iterdir()
