@@ -33,9 +33,8 @@ LOAD = 300  # POSTs sent while the service is told to stop
 WAVE = 50  # POSTs started per loop step: starting 300 tasks in one step would stall the test's own loop
 CONNECTIONS = 20
 LEAKS = ("Task was destroyed", "Unclosed", "was never awaited", "Traceback")
-ACCESS_LINE = re.compile(
-    r" INFO {{ cookiecutter.package_name }}\.access: " r'127\.0\.0\.1 "(\w+) (\S+)" (\d{3}) \d+ [\d.]+ms (\S+)$'
-)
+ACCESS_LOGGER = "{{ cookiecutter.package_name }}.access"
+ACCESS_LINE = re.compile(rf' INFO {re.escape(ACCESS_LOGGER)}: 127\.0\.0\.1 "(\w+) (\S+)" (\d\d\d) \d+ [\d.]+ms (\S+)$')
 DROPPED = 50  # uploads cut off mid-body
 MALFORMED = [  # two requests aiohttp refuses before any route is chosen, one a handler refuses
     b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
