@@ -14,7 +14,7 @@ from {{ cookiecutter.package_name }} import migrations, store_sqlite
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 
-TIMEOUT = 0.2  # DATABASE_TIMEOUT below: no write may wait longer than twice that
+TIMEOUT = 0.1  # DATABASE_TIMEOUT below: no write may wait longer than twice that
 MARGIN = 0.5  # for a busy machine
 CONCURRENT = 20  # writes at once; queued behind each other, the last would wait CONCURRENT times TIMEOUT
 
