@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 
 def databases_to_try(index: int, mutation: Mutation) -> tuple[str, ...]:
     """Where `mutation` (the `index`th) is tried: each database it names; a bug in code every bake shares (ALL) on
-    one of them, in turn, so each bake's suite still meets a third of those (and .ci/run stays under 10 minutes)."""
+    one of them, in turn, so each bake's suite still meets a third of those (and .ci/run stays short)."""
     return (ALL[index % len(ALL)],) if mutation.databases == ALL else mutation.databases
 
 
