@@ -87,6 +87,7 @@ async def timed(request: Awaitable[ClientResponse]) -> tuple[float, int]:
     return time.monotonic() - started, response.status
 
 
+@pytest.mark.heavy  # waits out real timeouts: about a second, so `--heavy` only
 async def test_a_hung_server_gets_every_request_its_503_within_the_timeouts(
     hung_client: Client, proxy: TcpProxy
 ) -> None:
@@ -107,6 +108,7 @@ async def test_a_hung_server_gets_every_request_its_503_within_the_timeouts(
     await wait_until_ready(hung_client)
 
 
+@pytest.mark.heavy  # waits out real timeouts: about a second, so `--heavy` only
 async def test_a_statement_past_the_timeout_is_stopped_by_the_server_too(
     hung_client: Client, service_env: dict[str, str]
 ) -> None:
@@ -151,6 +153,7 @@ async def test_lost_database_gives_503_and_the_service_recovers_without_a_restar
     assert [item["name"] for item in items] == ["before the fault"]
 
 
+@pytest.mark.heavy  # waits out real timeouts: about a second, so `--heavy` only
 async def test_a_create_answered_503_after_its_commit_is_not_repeated_by_its_retry(
     hung_client: Client, proxy: TcpProxy, service_env: dict[str, str]
 ) -> None:
@@ -181,8 +184,8 @@ async def test_a_listener_whose_connection_goes_silent_reconnects_and_catches_up
 ) -> None:
     """A proxy between the listener and the server stops carrying its bytes but keeps both sockets open: the
     listener must notice (its check gets no answer), reconnect and wake the hub again to catch up."""
-    monkeypatch.setattr(store_postgresql, "LISTENER_CHECK_EVERY", 0.2)
-    monkeypatch.setattr(store_postgresql, "CONNECT_TIMEOUT", TIMEOUT)
+    monkeypatch.setattr(store_postgresql, "LISTENER_CHECK_EVERY", 0.1)
+    monkeypatch.setattr(store_postgresql, "CONNECT_TIMEOUT", TIMEOUT / 2)
     wakes: asyncio.Queue[None] = asyncio.Queue()
     store = PostgresItemStore(acquire, settings, listen_url=through(proxy, service_env["DATABASE_URL"]))
     watcher = asyncio.create_task(store.watch(lambda: wakes.put_nowait(None)))
@@ -195,6 +198,7 @@ async def test_a_listener_whose_connection_goes_silent_reconnects_and_catches_up
         await asyncio.gather(watcher, return_exceptions=True)
 
 
+@pytest.mark.heavy  # waits out real timeouts: about a second, so `--heavy` only
 async def test_migrations_are_not_bound_by_the_statement_timeout(
     settings: Settings, service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
