@@ -20,7 +20,7 @@ import pytest
 {% if cookiecutter.database != "none" -%}
 from .support.gunicorn_process import GUNICORN
 {% endif -%}
-from .support.service_process import Service, launch, lines_said, running_service, wait_until_healthy
+from .support.service_process import {% if cookiecutter.database != "none" %}Service, {% endif %}launch, lines_said, running_service{% if cookiecutter.database != "none" %}, wait_until_healthy{% endif %}
 
 pytestmark = [
     pytest.mark.heavy,  # each test starts a Python process: seconds, so `--heavy` only
@@ -161,22 +161,19 @@ async def test_hundreds_of_idle_connections_under_a_low_open_files_limit_leave_h
 ) -> None:
     """Started with a soft limit of 256 open files, it raises it: 300 connections that never send a request do not
     lock out the next client."""
-    env = {"HOST": "127.0.0.1", "PORT": str(unused_tcp_port), **service_env}
-    process = await launch(env, open_files=LOW_OPEN_FILES)
-    service = Service(process, f"http://127.0.0.1:{unused_tcp_port}")
-    idle: list[asyncio.StreamWriter] = []
-    try:
-        await wait_until_healthy(service)
-        for _ in range(IDLE_CLIENTS):
-            idle.append((await asyncio.open_connection("127.0.0.1", unused_tcp_port))[1])
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
-            session.get(f"{service.url}/health") as response,
-        ):
-            assert response.status == 200
-    finally:
-        for writer in idle:
-            writer.close()
+    async with running_service(unused_tcp_port, service_env, open_files=LOW_OPEN_FILES) as service:
+        idle: list[asyncio.StreamWriter] = []
+        try:
+            for _ in range(IDLE_CLIENTS):
+                idle.append((await asyncio.open_connection("127.0.0.1", unused_tcp_port))[1])
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+                session.get(f"{service.url}/health") as response,
+            ):
+                assert response.status == 200
+        finally:
+            for writer in idle:
+                writer.close()
         stderr = await service.stop()
     assert "Traceback" not in stderr
 

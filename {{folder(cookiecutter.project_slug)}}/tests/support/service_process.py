@@ -62,9 +62,10 @@ async def launch(
 
 
 @asynccontextmanager
-async def running_service(port: int, env: Mapping[str, str]) -> AsyncIterator[Service]:
-    """A service on 127.0.0.1:`port`, answering /health; killed at exit if still running."""
-    process = await launch({"HOST": "127.0.0.1", "PORT": str(port), **env})
+async def running_service(port: int, env: Mapping[str, str], open_files: int | None = None) -> AsyncIterator[Service]:
+    """A service on 127.0.0.1:`port`, answering /health (`open_files`: as for `launch`); killed at exit if still
+    running."""
+    process = await launch({"HOST": "127.0.0.1", "PORT": str(port), **env}, open_files=open_files)
     service = Service(process, f"http://127.0.0.1:{port}")
     try:
         await wait_until_healthy(service)
