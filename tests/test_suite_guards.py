@@ -139,6 +139,11 @@ async def test_leaks_a_client_session():
     aiohttp.ClientSession()
 
 
+async def test_leaks_a_client_session_in_a_cycle():  # freed by the garbage collector, not when the test returns
+    holder = [aiohttp.ClientSession()]
+    holder.append(holder)
+
+
 async def test_leaks_a_database_connection(tmp_path):
     await aiosqlite.connect(str(tmp_path / "leak.db"))
 
@@ -190,6 +195,7 @@ HARNESS_REPORTS = {
     "test_fixture_teardown_hangs": "teardown did not finish within 2.0 s",
     "test_app_cleanup_hangs": "teardown did not finish within 2.0 s",
     "test_leaks_a_client_session": "Unclosed client session",
+    "test_leaks_a_client_session_in_a_cycle": "Unclosed client session",
     "test_leaks_a_database_connection": "_connection_worker_thread",  # its thread would keep pytest from exiting
     "test_leaks_a_task": "left these running after its teardown",
     "test_holds_the_loop_with_cpu_work": "one step of the event loop took",
