@@ -23,6 +23,7 @@ from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.store_postgresql import Acquire, PostgresItemStore
 
 from .support.clients import Client
+from .support.postgresql_fixtures import TEST_DATABASE_URL
 from .support.tcp_proxy import TcpProxy, tcp_proxy
 
 PENDING = migrations.pending
@@ -52,9 +53,9 @@ async def wait_until_ready(client: Client) -> None:
 
 
 @pytest.fixture
-async def proxy(service_env: dict[str, str]) -> AsyncIterator[TcpProxy]:
-    """Function scope: a proxy to the test database's server, which the test can hang."""
-    url = urlsplit(service_env["DATABASE_URL"])
+async def proxy() -> AsyncIterator[TcpProxy]:
+    """Function scope: a proxy to the test databases' server, which the test can hang."""
+    url = urlsplit(TEST_DATABASE_URL)
     async with tcp_proxy((url.hostname or "127.0.0.1", url.port or 5432)) as proxy:
         yield proxy
 
@@ -180,14 +181,14 @@ async def test_a_create_answered_503_after_its_commit_is_not_repeated_by_its_ret
 
 
 async def test_a_listener_whose_connection_goes_silent_reconnects_and_catches_up(
-    acquire: Acquire, settings: Settings, proxy: TcpProxy, service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    acquire: Acquire, settings: Settings, proxy: TcpProxy, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A proxy between the listener and the server stops carrying its bytes but keeps both sockets open: the
     listener must notice (its check gets no answer), reconnect and wake the hub again to catch up."""
-    monkeypatch.setattr(store_postgresql, "LISTENER_CHECK_EVERY", 0.1)
-    monkeypatch.setattr(store_postgresql, "CONNECT_TIMEOUT", TIMEOUT / 2)
+    monkeypatch.setattr(store_postgresql, "LISTENER_CHECK_EVERY", 0.05)
+    monkeypatch.setattr(store_postgresql, "CONNECT_TIMEOUT", 0.1)  # a slower connect is retried, so never flaky
     wakes: asyncio.Queue[None] = asyncio.Queue()
-    store = PostgresItemStore(acquire, settings, listen_url=through(proxy, service_env["DATABASE_URL"]))
+    store = PostgresItemStore(acquire, settings, listen_url=through(proxy, database_url))
     watcher = asyncio.create_task(store.watch(lambda: wakes.put_nowait(None)))
     try:
         await asyncio.wait_for(wakes.get(), RECOVERY_TIMEOUT)  # listening, caught up once

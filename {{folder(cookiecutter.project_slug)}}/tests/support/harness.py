@@ -423,9 +423,12 @@ def _is_executor_worker(thread: threading.Thread) -> bool:
 def _is_ours(task: asyncio.Task[Any]) -> bool:
     """Whether the task runs this project's code (src or tests), or was created by it: not a library's own task
     (a closed server's connection handlers end a little later). Where a task was created is known only in asyncio's
-    debug mode (--heavy), where every task records that stack."""
+    debug mode (--heavy), where every task records that stack: below each one lies this module's own
+    run_until_complete wrapper, which does not make a task ours."""
     code = getattr(task.get_coro(), "cr_code", None)
-    created_at = [frame.filename for frame in getattr(task, "_source_traceback", None) or []]
+    created_at = [
+        frame.filename for frame in getattr(task, "_source_traceback", None) or [] if frame.filename != __file__
+    ]
     return any(_in_project(filename) for filename in [*created_at, code.co_filename if code else ""])
 
 

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -38,31 +38,48 @@ async def server() -> AsyncIterator[asyncpg.Connection]:
     await connection.close()
 
 
-@contextlib.asynccontextmanager
-async def new_database(server: asyncpg.Connection) -> AsyncIterator[str]:
-    """The URL of a new, empty database on the server, dropped at exit (its connections cut)."""
-    name = f"scratch_{uuid.uuid4().hex[:16]}"
-    await server.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlsplit(TEST_DATABASE_URL)._replace(path=f"/{name}").geturl()
-    finally:
+NewDatabase = Callable[[], Awaitable[str]]
+
+
+@pytest.fixture(scope="session")
+async def new_database(server: asyncpg.Connection) -> AsyncIterator[NewDatabase]:
+    """Session scope: `await new_database()` is the URL of a new, empty database on the server.
+
+    Each is dropped at the end of the run, not of its test: by then nothing is connected to it, while a drop that
+    has to cut connections (an app or a service process still closing) waits 0.1 s for them, every time.
+    """
+    names: list[str] = []
+
+    async def create() -> str:
+        name = f"scratch_{uuid.uuid4().hex[:16]}"
+        await server.execute(f'CREATE DATABASE "{name}"')
+        names.append(name)
+        return urlsplit(TEST_DATABASE_URL)._replace(path=f"/{name}").geturl()
+
+    yield create
+    for name in names:
         await server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
-async def database(server: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
-    """Session scope: one migrated connection to a database of this run's own, dropped at the end.
+async def database_url(new_database: NewDatabase) -> str:
+    """Session scope: a database of this run's own.
 
     Runs side by side (two checkouts, pytest-xdist's workers) then never share rows or wait for each other's
     locks: a test's transaction holds the events lock from its first write to its rollback.
     """
-    async with new_database(server) as url:
-        connection = await asyncpg.connect(url, timeout=5)
-        try:
-            await migrate(connection)
-            yield connection
-        finally:
-            await connection.close()
+    return await new_database()
+
+
+@pytest.fixture(scope="session")
+async def database(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """Session scope: one migrated connection to the run's database."""
+    connection = await asyncpg.connect(database_url, timeout=5)
+    try:
+        await migrate(connection)
+        yield connection
+    finally:
+        await connection.close()
 
 
 @pytest.fixture(scope="session")
@@ -121,7 +138,6 @@ def kept_keys(acquire: Acquire) -> KeptKeys:
 
 
 @pytest.fixture
-async def service_env(server: asyncpg.Connection) -> AsyncIterator[dict[str, str]]:
-    """Function scope: environment for a real service process, with a fresh database dropped afterwards."""
-    async with new_database(server) as url:
-        yield {"DATABASE_URL": url}
+async def service_env(new_database: NewDatabase) -> dict[str, str]:
+    """Function scope: environment for a real service process, on a database of its own."""
+    return {"DATABASE_URL": await new_database()}
