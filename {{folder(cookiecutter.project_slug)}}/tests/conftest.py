@@ -112,7 +112,7 @@ async def client(app: web.Application, aiohttp_client: AiohttpClient) -> Client:
 
 @pytest.fixture
 def client_with(settings: Settings, store: ItemStore, aiohttp_client: AiohttpClient) -> ClientFactory:
-    """Function scope: `await client_with(upstream_timeout=0.05)` gives a client for such an app."""
+    """Function scope: `await client_with(upstream_timeout=0.01)` gives a client for such an app."""
 
     async def build(**changes: Any) -> Client:
         return await aiohttp_client(create_app(dataclasses.replace(settings, **changes), store=store))

@@ -158,7 +158,7 @@ async def send_slowly(client: Client, start: bytes) -> bytes:
 async def test_a_body_that_does_not_arrive_in_time_gets_408_and_the_connection_closed(
     client_with: ClientFactory,
 ) -> None:
-    client = await client_with(body_timeout=0.05)
+    client = await client_with(body_timeout=0.01)
     headers = "POST /items HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
 
     answer = await send_slowly(client, headers.encode() + b'{"name": ')
@@ -169,7 +169,7 @@ async def test_a_body_that_does_not_arrive_in_time_gets_408_and_the_connection_c
 
 
 async def test_headers_that_do_not_arrive_in_time_get_the_connection_closed(client_with: ClientFactory) -> None:
-    client = await client_with(keepalive_timeout=0.05)
+    client = await client_with(keepalive_timeout=0.01)
 
     assert await send_slowly(client, b"GET /health HTTP/1.1\r\nHost: test\r\n") == b""
 

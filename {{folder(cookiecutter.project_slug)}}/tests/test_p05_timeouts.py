@@ -23,7 +23,7 @@ from .support.clients import ClientFactory
 async def test_asyncio_timeout_bounds_a_slow_upstream_call(upstream: TestServer) -> None:
     async with aiohttp.ClientSession() as session:
         with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.05):
+            async with asyncio.timeout(0.01):
                 await session.get(upstream.make_url("/slow"))
 
 
@@ -31,17 +31,17 @@ async def test_wait_for_gives_up_when_nothing_wakes_the_hub(store: ItemStore) ->
     hub = Hub(store)
 
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(hub.woken.wait(), timeout=0.05)
+        await asyncio.wait_for(hub.woken.wait(), timeout=0.01)
 
 
 async def test_session_timeout_becomes_upstream_timeout(upstream: TestServer) -> None:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.05)) as session:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.01)) as session:
         with pytest.raises(UpstreamTimeout):
             await fetch_status(session, str(upstream.make_url("/slow")))
 
 
 async def test_slow_upstream_answers_504(client_with: ClientFactory, upstream: TestServer) -> None:
-    client = await client_with(upstream_url=str(upstream.make_url("/slow")), upstream_timeout=0.05)
+    client = await client_with(upstream_url=str(upstream.make_url("/slow")), upstream_timeout=0.01)
 
     response = await client.get("/upstream")
 

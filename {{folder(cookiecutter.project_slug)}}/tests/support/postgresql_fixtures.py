@@ -137,7 +137,25 @@ def kept_keys(acquire: Acquire) -> KeptKeys:
     return count
 
 
+@pytest.fixture(scope="session")
+async def scratch_database_url(new_database: NewDatabase) -> str:
+    """Session scope: a database for the tests that work outside the rolled-back transaction (service_env)."""
+    return await new_database()
+
+
 @pytest.fixture
-async def service_env(new_database: NewDatabase) -> dict[str, str]:
-    """Function scope: environment for a real service process, on a database of its own."""
-    return {"DATABASE_URL": await new_database()}
+async def service_env(server: asyncpg.Connection, scratch_database_url: str) -> dict[str, str]:
+    """Function scope: environment for a real service process (or an app of the test's own) on an empty database.
+
+    The run's scratch database, emptied for each test: its schema dropped and made again (0.01 s; a new database
+    takes 0.1 s). Anything still connected from an earlier test is cut off first, so no lock it holds is waited for.
+    """
+    name = urlsplit(scratch_database_url).path.lstrip("/")
+    await server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')  # a fault test may have closed it
+    await server.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+    connection = await asyncpg.connect(scratch_database_url, timeout=5)
+    try:
+        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    finally:
+        await connection.close()
+    return {"DATABASE_URL": scratch_database_url}
