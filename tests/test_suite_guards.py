@@ -144,6 +144,25 @@ async def test_leaks_a_client_session_in_a_cycle():  # freed by the garbage coll
     holder.append(holder)
 
 
+SESSION = aiohttp.web.AppKey("session", aiohttp.ClientSession)
+
+
+async def opens_a_session_it_never_closes(app):
+    app[SESSION] = aiohttp.ClientSession()
+    yield
+
+
+@pytest.fixture
+def leaky_app():  # as conftest.py's `app`: a fixture value lives until pytest lets go of it, after the teardown
+    app = aiohttp.web.Application()
+    app.cleanup_ctx.append(opens_a_session_it_never_closes)
+    return app
+
+
+async def test_app_leaks_a_client_session(aiohttp_client, leaky_app):
+    await aiohttp_client(leaky_app)
+
+
 async def test_leaks_a_database_connection(tmp_path):
     await aiosqlite.connect(str(tmp_path / "leak.db"))
 
@@ -196,8 +215,9 @@ HARNESS_REPORTS = {
     "test_app_cleanup_hangs": "teardown did not finish within 2.0 s",
     "test_leaks_a_client_session": "Unclosed client session",
     "test_leaks_a_client_session_in_a_cycle": "Unclosed client session",
+    "test_app_leaks_a_client_session": "Unclosed client session",
     "test_leaks_a_database_connection": "_connection_worker_thread",  # its thread would keep pytest from exiting
-    "test_leaks_a_task": "left these running after its teardown",
+    "test_leaks_a_task": "left these running or unclosed after its teardown",
     "test_holds_the_loop_with_cpu_work": "one step of the event loop took",
     "test_may_hold_the_loop_when_marked": "passed",
     "test_seed_session_app_once": "passed",
