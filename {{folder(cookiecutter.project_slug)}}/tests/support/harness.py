@@ -383,7 +383,7 @@ def _unclosed_garbage(item: pytest.Item) -> list[str]:
     collector frees: held in a reference cycle, or by an app that was one of the test's fixture values.
 
     A full collection walks every object in the process (about 30 ms here, with the libraries loaded); gc.freeze()
-    then sets the survivors aside, so each test's collection walks only what that test made (about 0.3 ms). The
+    then sets the survivors aside, so each test's collection walks only what that test made (0.2 ms). The
     session's end unfreezes them, for pytest's last collection.
     """
     if isinstance(item, pytest.Function):
