@@ -128,11 +128,21 @@ async def hangs_on_cleanup(app):
     await asyncio.Event().wait()
 
 
+@pytest.fixture
+def fresh():  # function scope: a new list for each test
+    return []
+
+
 @pytest.mark.timeout(2)
-async def test_app_cleanup_hangs(aiohttp_client, tmp_path):
+async def test_app_cleanup_hangs(fresh, aiohttp_client, tmp_path):  # `fresh` ends after aiohttp_client's hang
+    fresh.append("used")
     app = create_app(Settings(database_url=f"sqlite:///{{tmp_path / 'app.db'}}"))
     app.cleanup_ctx.append(hangs_on_cleanup)
     await aiohttp_client(app)
+
+
+async def test_app_cleanup_hangs_and_the_next_test_gets_new_fixtures(fresh):
+    assert fresh == []
 
 
 async def test_leaks_a_client_session():
@@ -213,6 +223,7 @@ HARNESS_REPORTS = {
     "test_fixture_setup_hangs": "setup did not finish within 2.0 s",
     "test_fixture_teardown_hangs": "teardown did not finish within 2.0 s",
     "test_app_cleanup_hangs": "teardown did not finish within 2.0 s",
+    "test_app_cleanup_hangs_and_the_next_test_gets_new_fixtures": "passed",
     "test_leaks_a_client_session": "Unclosed client session",
     "test_leaks_a_client_session_in_a_cycle": "Unclosed client session",
     "test_app_leaks_a_client_session": "Unclosed client session",
