@@ -23,7 +23,7 @@ from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.store_postgresql import Acquire, PostgresItemStore
 
 from .support.clients import Client
-from .support.postgresql_fixtures import TEST_DATABASE_URL
+from .support.postgresql_fixtures import TERMINATE, TEST_DATABASE_URL
 from .support.tcp_proxy import TcpProxy, tcp_proxy
 
 PENDING = migrations.pending
@@ -33,7 +33,6 @@ TIMEOUT = 0.5  # DATABASE_TIMEOUT and DATABASE_POOL_TIMEOUT below: no answer may
 MARGIN = 0.5  # for a busy machine
 CONCURRENT = 20  # requests at once: more than the pool's connections
 EVENTS_LOCK = 6118  # what migrations/postgresql/0002_create_events.sql locks to write events one at a time
-TERMINATE = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()"
 
 
 async def cut_off(server: asyncpg.Connection, name: str, *, allowed: bool) -> None:

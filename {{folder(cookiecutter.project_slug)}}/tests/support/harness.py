@@ -454,7 +454,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
     """Watch the session's own teardown too (it may be left to this point): the loop's shutdown must end. Before
-    it, the objects collect_garbage set aside go back to the collector, so what the session's fixtures leave is
+    it, the objects _unclosed_garbage set aside go back to the collector, so what the session's fixtures leave is
     found too."""
     gc.unfreeze()
     try:

@@ -19,6 +19,8 @@ from {{ cookiecutter.package_name }}.store_postgresql import Acquire, Connection
 from .clients import AgeKeys, KeptKeys
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# Ends every connection to the database named $1 (but the caller's own).
+TERMINATE = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()"
 
 
 @pytest.fixture(scope="session")
@@ -152,7 +154,7 @@ async def service_env(server: asyncpg.Connection, scratch_database_url: str) -> 
     """
     name = urlsplit(scratch_database_url).path.lstrip("/")
     await server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')  # a fault test may have closed it
-    await server.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+    await server.execute(TERMINATE, name)
     connection = await asyncpg.connect(scratch_database_url, timeout=5)
     try:
         await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
