@@ -23,6 +23,12 @@ def quoted(value: object) -> str:
     return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
+def sentence(value: object) -> str:
+    """`value` ending as a sentence does (`.`, `?` or `!`), so it can open a docstring."""
+    text = str(value).rstrip()
+    return text if text.endswith((".", "?", "!")) else f"{text}."
+
+
 def folder(slug: object) -> str:
     """The project folder's name: the slug when it is one folder name; else a hidden name of its own.
 
@@ -35,10 +41,13 @@ def folder(slug: object) -> str:
 
 
 class TemplateFilters(Extension):
-    """Adds the `quoted` filter and the `folder()` function (the template folder's name calls it: a `|` would
-    make a file name Windows cannot check out)."""
+    """Adds the `quoted` and `sentence` filters and the `folder()` function.
+
+    The template folder's name calls `folder()`: a `|` would make a file name Windows cannot check out.
+    """
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         environment.filters["quoted"] = quoted
+        environment.filters["sentence"] = sentence
         environment.globals["folder"] = folder

@@ -22,6 +22,8 @@ import nox
 # The versions the baked project supports (its classifiers, requires-python and CI matrix); the template's tests
 # read both lists (tests/baking.py), so they are kept here only.
 PYTHONS = ["3.11", "3.12", "3.13", "3.14"]
+# The Python benchmarks/budget.json was measured on: instructions per request differ from one Python to the next.
+INSTRUCTIONS_PYTHON = "3.13"
 # In the baked CI matrix but allowed to fail: its dependencies ship wheels for it, but aiohttp, asyncpg and uvloop
 # do not declare it yet (no classifier) and frozenlist ships only its slow pure-Python wheel.
 EXPERIMENTAL_PYTHONS = ["3.15"]
@@ -75,3 +77,19 @@ def quick(session: nox.Session) -> None:
 def full(session: nox.Session) -> None:
     """Every test of the template: each combination's full proof, the mutation check, hooks, tooling, updates."""
     pytest_in(session)
+
+
+@nox.session(python=NEWEST)
+def load(session: nox.Session) -> None:
+    """The baked suites (SQLite and PostgreSQL, plain and --heavy) with two busy processes per core beside them; every
+    run must pass. The short form by default; `nox -s load -- --plain 10 --heavy 3` for the full count."""
+    session.install("-r", "requirements-test.txt")
+    session.run("python", "tests/load.py", *session.posargs)
+
+
+@nox.session(python=INSTRUCTIONS_PYTHON)
+def instructions(session: nox.Session) -> None:
+    """The instruction-count gate, short form: the baked service's instructions per request under valgrind against the
+    bare app's, every ratio within benchmarks/budget.json. `nox -s instructions -- --write` also updates results.md."""
+    session.install("-r", "requirements-test.txt")
+    session.run("python", "benchmarks/instructions.py", "--short", *session.posargs)

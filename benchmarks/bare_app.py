@@ -1,8 +1,9 @@
 """The fair ceiling: the leanest aiohttp app doing what the baked service does on the benchmarked paths.
 
-`GET /health` sends the same pre-encoded body. `GET /items/{item_id}` runs the service's query through the
-same driver, chosen by DATABASE_URL (one aiosqlite connection, or an asyncpg pool), and sends the same JSON.
-Same loop (the first argument), no access log.
+`GET /health` sends the same pre-encoded body. `GET /items/{item_id}` and `POST /items` run the service's
+query and insert through the same driver, chosen by DATABASE_URL (one aiosqlite connection, or an asyncpg pool),
+and send the same JSON; `POST /items` takes a valid item's JSON and checks nothing. The database must hold the
+service's schema. Same loop (the first argument), no access log.
 
 Run: `HOST=127.0.0.1 PORT=8081 DATABASE_URL=sqlite:////tmp/app.db python benchmarks/bare_app.py uvloop`
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 
@@ -21,6 +23,8 @@ import uvloop
 from aiohttp import web
 
 HEALTH = json.dumps({"status": "ok"}).encode()
+SELECT = "SELECT id, name, quantity FROM items WHERE id = {}"
+INSERT = "INSERT INTO items (name, quantity) VALUES ({}, {}) RETURNING id, name, quantity"
 URL = web.AppKey("url", str)
 SQLITE = web.AppKey("sqlite", aiosqlite.Connection)
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -31,26 +35,51 @@ async def health(request: web.Request) -> web.Response:
     return web.Response(body=HEALTH, content_type="application/json")
 
 
-def item_response(row: tuple[object, ...] | asyncpg.Record | None) -> web.Response:
+Row = sqlite3.Row | asyncpg.Record
+
+
+def item_response(row: Row | None) -> web.Response:
     """The item as JSON, or a 404."""
     if row is None:
         return web.json_response({"error": "not_found"}, status=404)
     return web.json_response({"id": row[0], "name": row[1], "quantity": row[2]})
 
 
+def created_response(row: Row) -> web.Response:
+    """The new item as JSON, where it can be read."""
+    headers = {"Location": f"/items/{row[0]}"}
+    return web.json_response({"id": row[0], "name": row[1], "quantity": row[2]}, status=201, headers=headers)
+
+
 async def sqlite_item(request: web.Request) -> web.Response:
     """One row through the app's aiosqlite connection."""
     item_id = int(request.match_info["item_id"])
-    rows = await request.app[SQLITE].execute_fetchall("SELECT id, name, quantity FROM items WHERE id = ?", (item_id,))
+    rows = await request.app[SQLITE].execute_fetchall(SELECT.format("?"), (item_id,))
     return item_response(next(iter(rows), None))
+
+
+async def sqlite_create(request: web.Request) -> web.Response:
+    """One insert through the app's aiosqlite connection."""
+    new = await request.json()
+    [row] = await request.app[SQLITE].execute_fetchall(INSERT.format("?", "?"), (new["name"], new["quantity"]))
+    return created_response(row)
 
 
 async def postgresql_item(request: web.Request) -> web.Response:
     """One row through a connection borrowed from the app's asyncpg pool."""
     item_id = int(request.match_info["item_id"])
     async with request.app[POOL].acquire() as c:
-        row = await c.fetchrow("SELECT id, name, quantity FROM items WHERE id = $1", item_id)
+        row = await c.fetchrow(SELECT.format("$1"), item_id)
     return item_response(row)
+
+
+async def postgresql_create(request: web.Request) -> web.Response:
+    """One insert through a connection borrowed from the app's asyncpg pool."""
+    new = await request.json()
+    async with request.app[POOL].acquire() as c:
+        row = await c.fetchrow(INSERT.format("$1", "$2"), new["name"], new["quantity"])
+    assert row is not None  # RETURNING gives the new row
+    return created_response(row)
 
 
 async def sqlite_context(app: web.Application) -> AsyncIterator[None]:
@@ -79,9 +108,11 @@ def main() -> None:
     if url.startswith("sqlite:///"):
         app.cleanup_ctx.append(sqlite_context)
         app.router.add_get("/items/{item_id}", sqlite_item)
+        app.router.add_post("/items", sqlite_create)
     else:
         app.cleanup_ctx.append(postgresql_context)
         app.router.add_get("/items/{item_id}", postgresql_item)
+        app.router.add_post("/items", postgresql_create)
     loop = {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}[sys.argv[1]]()
     host, port = os.environ["HOST"], int(os.environ["PORT"])
     web.run_app(app, host=host, port=port, loop=loop, access_log=None, print=None)

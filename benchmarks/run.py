@@ -67,6 +67,8 @@ LATENCY_SAMPLES = 300
 PIDS: dict[int, int] = {}  # the process id of the server on each port `serving` has open
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 WRK_MISSING = "wrk not found: install it with 'apt-get install -y wrk'"
+# instructions.py's section of results.md lies between these: run.py keeps it when it rewrites the file.
+INSTRUCTIONS_SECTION = ("<!-- instructions.py writes from here -->", "<!-- instructions.py writes up to here -->")
 LIBRARIES = ("aiohttp", "uvloop", "aiosqlite", "asyncpg", "pytest", "pytest-asyncio", "cookiecutter", "matplotlib")
 
 
@@ -179,8 +181,9 @@ def healthy(port: int) -> bool:
 
 
 @contextmanager
-def serving(label: str, command: list[str], env: dict[str, str], logs: Path) -> Iterator[int]:
-    """Start a server on a free port, yield the port once /health answers 200, stop it on the way out."""
+def serving(label: str, command: list[str], env: dict[str, str], logs: Path, startup: float = 30) -> Iterator[int]:
+    """Start a server on a free port, yield the port once /health answers 200 (within `startup` seconds), stop it
+    on the way out."""
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         port = probe.getsockname()[1]
@@ -189,7 +192,7 @@ def serving(label: str, command: list[str], env: dict[str, str], logs: Path) -> 
         environment = {**os.environ, **env, "HOST": HOST, "PORT": str(port)}
         process = subprocess.Popen(command, env=environment, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + startup
         while not healthy(port):
             if process.poll() is not None or time.monotonic() > deadline:
                 tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
@@ -266,9 +269,9 @@ def baseline_template(work: Path, revision: str) -> Path | str:
     return folder
 
 
-def database_url(settings: Settings, stack: ExitStack, database: str, name: str) -> str:
+def database_url(work: Path, stack: ExitStack, database: str, name: str) -> str:
     """A fresh database: a new SQLite file in the work folder, or a PostgreSQL scratch database."""
-    return f"sqlite:///{settings.work / f'{name}.db'}" if database == "sqlite" else scratch_database(stack)
+    return f"sqlite:///{work / f'{name}.db'}" if database == "sqlite" else scratch_database(stack)
 
 
 def service(project: Path, url: str) -> tuple[list[str], dict[str, str]]:
@@ -281,7 +284,7 @@ def service(project: Path, url: str) -> tuple[list[str], dict[str, str]]:
 
 def start_pair(settings: Settings, stack: ExitStack, project: Path, database: str, loop: str) -> Pair:
     """The bake and the bare app on one fresh database holding item 1, checked to answer alike."""
-    url = database_url(settings, stack, database, loop)
+    url = database_url(settings.work, stack, database, loop)
     command, env = service(project, url)
     baked = stack.enter_context(serving(f"baked-{database}-{loop}", command, env, settings.work))
     status, body = call(baked, "POST", "/items", {"name": "bench", "quantity": 1})
@@ -300,7 +303,7 @@ def start_versions(settings: Settings, stack: ExitStack, projects: dict[str, Pat
     """The bake now and at the baseline, each on a fresh database of its own."""
     ports = {}
     for version in VERSIONS:
-        command, env = service(projects[version], database_url(settings, stack, database, f"{version}-{database}"))
+        command, env = service(projects[version], database_url(settings.work, stack, database, f"{version}-{database}"))
         ports[version] = stack.enter_context(serving(f"{version}-{database}", command, env, settings.work))
     return Pair(database, "uvloop", ports, servers=VERSIONS, paths=VERSION_PATHS)
 
@@ -348,7 +351,7 @@ def live_leg(settings: Settings, project: Path, database: str) -> Live:
     result = Live(database)
     warmup = 10 if settings.warmup else 0
     with ExitStack() as stack:
-        command, env = service(project, database_url(settings, stack, database, f"live-{database}"))
+        command, env = service(project, database_url(settings.work, stack, database, f"live-{database}"))
         first = stack.enter_context(serving(f"live-{database}-a", command, env, settings.work))
         with serving(f"live-{database}-b", command, env, settings.work) as second:
             for where, port in (("same process", first), ("other process", second)):
@@ -435,8 +438,24 @@ def load_average() -> str:
     return " / ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-def markdown(title: str, settings: Settings, facts: dict[str, str], report: Report) -> str:
-    """results.md."""
+def instructions_span(page: str) -> slice | None:
+    """Where instructions.py's section lies in a results.md, its markers included; None where it has none."""
+    start, end = (page.find(marker) for marker in INSTRUCTIONS_SECTION)
+    return slice(start, end + len(INSTRUCTIONS_SECTION[1])) if 0 <= start < end else None
+
+
+def kept_instructions(results: Path) -> str:
+    """instructions.py's section of the results.md about to be rewritten; a placeholder where there is none."""
+    page = results.read_text(encoding="utf-8") if results.exists() else ""
+    span = instructions_span(page)
+    if span:
+        return page[span]
+    missing = "Not measured here: `python benchmarks/instructions.py --write` writes this section."
+    return "\n".join([INSTRUCTIONS_SECTION[0], "## Instructions per request", "", missing, INSTRUCTIONS_SECTION[1]])
+
+
+def markdown(title: str, settings: Settings, facts: dict[str, str], report: Report, instructions: str) -> str:
+    """results.md; `instructions` is instructions.py's section, kept as it is."""
     pairs, suites = report.pairs, report.suites
     warmup = " after a 1 s warm-up per server and path" if settings.warmup else ""
     lines = [
@@ -480,6 +499,7 @@ def markdown(title: str, settings: Settings, facts: dict[str, str], report: Repo
                     spread([load.p99_ms for load in loads], ".2f"),
                 ]
                 lines.append(f"| {pair.database} | {pair.loop} | `{path}` | {server} | {' | '.join(figures)} |")
+    lines += ["", instructions]
     lines += versions_section(settings, report)
     lines += live_sections(settings, report.lives)
     command = " ".join(["python -m pytest -q -p no:cacheprovider", *settings.suite_args])
@@ -552,7 +572,7 @@ def live_sections(settings: Settings, lives: list[Live]) -> list[str]:
     ]
     for result in lives:
         for where, samples in result.latency.items():
-            figures = [len(samples.after_response)]
+            figures = [str(len(samples.after_response))]
             figures += [f"{percentile(samples.after_response, rank) * ms:.2f}" for rank in (50, 99)]
             figures.append(f"{min(samples.after_response) * ms:.2f}")
             figures += [f"{percentile(samples.after_request, rank) * ms:.2f}" for rank in (50, 99)]
@@ -687,7 +707,8 @@ def main() -> int:
     facts["Load average"] = f"{', '.join(loads)} (1 / 5 / 15 min)"
     command = " ".join(["python benchmarks/run.py", *sys.argv[1:]])
     baseline = args.baseline if baselines else str(template)
-    page = markdown(command, settings, facts, Report(pairs, versions, baseline, lives, suites))
+    report = Report(pairs, versions, baseline, lives, suites)
+    page = markdown(command, settings, facts, report, kept_instructions(args.output / "results.md"))
     if importlib.util.find_spec("matplotlib"):
         chart(pairs, args.output / "results.png")
         page += "\n![Benchmark chart](results.png)\n"

@@ -27,12 +27,15 @@ POSTGRESQL = [
     f"{PACKAGE}/store_postgresql.py",
     f"{PACKAGE}/migrations/postgresql",
     "tests/support/postgresql_fixtures.py",
+    "tests/support/postgresql_proxy.py",
     "tests/test_faults_postgresql.py",
+    "tests/test_outcomes_postgresql.py",
     "compose.yaml",
 ]
 ANY_DATABASE = [
     f"{PACKAGE}/migrations.py",
     "tests/test_p03_database_rollback.py",
+    "tests/test_migrations.py",
     "tests/test_events_across_processes.py",
     "tests/support/event_stream.py",
     "tests/support/gunicorn_process.py",

@@ -29,6 +29,8 @@ class Mutation:
     # The test expected to catch it (`{database}` filled in), run alone first: a fast verdict for most cases.
     # Every mutation names one (tests/test_mutations.py checks it exists).
     caught_by: str = ""
+    # Caught only by the full proof (a real process, real timeouts, thousands of writes): the suite runs with --heavy.
+    heavy: bool = False
 
 
 HANDLERS = "src/{package}/handlers.py"
@@ -145,7 +147,7 @@ MUTATIONS = [
         HANDLERS,
         "digest = await asyncio.to_thread(fingerprint, item)",
         "digest = fingerprint(item)",
-        caught_by="tests/test_p14_blocking.py::test_loop_keeps_ticking_while_the_handler_fingerprints",
+        caught_by="tests/test_p14_blocking.py::test_the_loop_does_not_compute_the_fingerprint",
     ),
     Mutation(
         "swallowed-cancellation",
@@ -178,7 +180,7 @@ MUTATIONS = [
         "a subscriber whose connection broke stays subscribed, and every later event is offered to it",
         EVENTS,
         "        except ConnectionError:  # the subscriber went away; its handler ends the subscription\n"
-        "            self.hub.subscriptions.discard(self)\n",
+        "            self.leave()\n",
         "        except ConnectionError:  # the subscriber went away; its handler ends the subscription\n"
         "            pass\n",
         caught_by="tests/test_concurrency.py::test_a_gone_or_stalled_subscriber_is_dropped_and_the_others_get_every_event",
@@ -265,16 +267,15 @@ MUTATIONS = [
     ),
     Mutation(
         "database-errors-unmapped",
-        "the JSON error mapping loses its DatabaseUnavailable case: a database outage answers 500, not 503",
+        "the JSON error mapping loses its StoreUnavailable case: a database outage answers 500, not 503",
         ERRORS,
-        "        except DatabaseUnavailable as error:\n"
+        "        except StoreUnavailable as error:\n"
         '            log.warning("%s %s: %s", request.method, request.path, error)\n'
         "            raise json_error(\n"
-        '                web.HTTPServiceUnavailable, "database_unavailable", str(error), headers={"Retry-After": "1"}\n'
+        '                web.HTTPServiceUnavailable, "unavailable", str(error), headers={"Retry-After": "1"}\n'
         "            ) from None\n",
         "",
-        databases=SQL,
-        caught_by="tests/test_faults_{database}.py",
+        caught_by="tests/test_api_contract.py::test_every_503_says_when_to_retry",
     ),
     Mutation(
         "wrong-error-code",
@@ -399,5 +400,602 @@ MUTATIONS = [
         "            pass\n",
         databases=("postgresql",),
         caught_by="tests/test_faults_postgresql.py::test_a_listener_whose_connection_goes_silent_reconnects_and_catches_up",
+    ),
+    Mutation(
+        "postgresql-give-back-raises",
+        "a connection that breaks as it goes back to the pool replaces the committed write's answer with a 503",
+        "src/{package}/store_postgresql.py",
+        (
+            '        log.warning("postgresql: a connection broke as it was given back (%s); the answer stands", '
+            "said(error))\n"
+        ),
+        "        raise\n",
+        databases=("postgresql",),
+        caught_by="tests/test_outcomes_postgresql.py::test_a_write_whose_connection_ends_right_after_its_answer_gets_that_answer",
+    ),
+    Mutation(
+        "postgresql-ready-ignores-read-only",
+        "/ready answers 200 while the database takes no writes (a standby, default_transaction_read_only)",
+        "src/{package}/store_postgresql.py",
+        "        if read_only:\n",
+        "        if False:\n",
+        databases=("postgresql",),
+        caught_by="tests/test_faults_postgresql.py::test_ready_is_a_503_saying_why_while_the_database_takes_no_writes_and_200_once_it_does",
+    ),
+    Mutation(
+        "postgresql-listener-idles-out",
+        "the event listener's session is ended by the server's idle_session_timeout, and reconnects over and over",
+        "src/{package}/store_postgresql.py",
+        (
+            '        await connection.execute("SET idle_session_timeout = 0")'
+            "  # it waits in silence by design: never idle\n"
+        ),
+        "        pass\n",
+        databases=("postgresql",),
+        caught_by="tests/test_faults_postgresql.py::test_the_event_listener_keeps_its_session_through_the_servers_idle_session_timeout",
+    ),
+    Mutation(
+        "database-timeout-minimum-too-low",
+        "DATABASE_TIMEOUT may be set to 1 ms, where PostgreSQL cannot start (a traceback, not one line)",
+        "src/{package}/settings.py",
+        "DATABASE_SECONDS = Number(float, 0.1, 600)",
+        "DATABASE_SECONDS = Number(float, 0.001, 600)",
+        databases=("postgresql",),
+        caught_by="tests/test_process.py::test_each_number_at_its_bounds_starts_or_is_refused_with_one_line",
+        heavy=True,
+    ),
+    Mutation(
+        "second-sigterm-kills",
+        "a second SIGTERM during the shutdown kills the process: no 'stopped' line, and not exit 0",
+        "src/{package}/__main__.py",
+        "            signal.signal(number, signal.SIG_IGN)\n",
+        "            pass\n",
+        caught_by="tests/test_process.py::test_a_second_sigterm_during_the_shutdown_changes_nothing",
+        heavy=True,
+    ),
+    Mutation(
+        "sqlite-ready-ignores-file-system",
+        "SQLite /ready answers 200 on a full or read-only file system, where every write fails",
+        "src/{package}/store_sqlite.py",
+        "await asyncio.to_thread(check_file_system, self._folder, self._statvfs)",
+        "pass",
+        databases=("sqlite",),
+        caught_by="tests/test_faults_sqlite.py::test_a_full_or_read_only_file_system_is_not_ready_until_it_clears",
+    ),
+    # Written by someone who had read only the README and src/, never the tests (issue 22): 50 bugs, of which
+    # one is left out, pg-timeout-connection-not-terminated, as no client can tell it from the code as it is
+    # (same answers, same timings, measured).
+    Mutation(
+        "events-stop-keeps-subscriber",
+        (
+            "a websocket client that disconnects stays in the hub's subscriber set: events keep being buffered "
+            "for it and it is later 'closed' by a stray task (subscriber leak)"
+        ),
+        EVENTS,
+        "            return\n        self.leave()\n        await self.stop_sending()\n",
+        "            return\n        await self.stop_sending()\n",
+        caught_by="tests/test_concurrency.py::test_a_subscription_goes_through_its_states_in_order_and_is_in_the_hub_only_while_it_sends",
+    ),
+    Mutation(
+        "events-dedupe-inclusive",
+        (
+            "hand-over from replay to live: an event both replayed and buffered is sent twice to a resuming "
+            "subscriber (>= instead of >)"
+        ),
+        EVENTS,
+        "if event_id > self.cursor:",
+        "if event_id >= self.cursor:",
+        caught_by="tests/test_concurrency.py::test_a_resuming_subscriber_gets_every_missed_event_once_across_batches_and_the_hand_over",
+    ),
+    Mutation(
+        "events-replay-one-batch-only",
+        (
+            "a client resuming with ?after= more than 500 events back gets only the first batch replayed, then "
+            "live events: the rest are silently skipped"
+        ),
+        EVENTS,
+        "while self.cursor < self.replay_to and (events := await self.hub.store.events_after(self.cursor, BATCH)):",
+        "if self.cursor < self.replay_to and (events := await self.hub.store.events_after(self.cursor, BATCH)):",
+        caught_by="tests/test_concurrency.py::test_a_resuming_subscriber_gets_every_missed_event_once_across_batches_and_the_hand_over",
+    ),
+    Mutation(
+        "events-hub-head-not-initialised",
+        (
+            "after a restart the hub starts at event 0: a new subscriber without ?after= is flooded with old "
+            "history (and closed as too slow), and 410 is never answered"
+        ),
+        EVENTS,
+        "    hub.head = await hub.store.last_event_id()  # before the first subscriber comes\n",
+        "",
+        databases=SQL,
+        caught_by="tests/test_api_contract.py::test_a_new_subscriber_gets_new_events_only_not_the_history",
+    ),
+    Mutation(
+        "events-overflow-swallowed",
+        "a subscriber 1,000 events behind is not closed with 1013 and a resume id; it silently loses events instead",
+        EVENTS,
+        (
+            '        except asyncio.QueueFull:\n            self.close(WSCloseCode.TRY_AGAIN_LATER, f"too slow: '
+            '{BUFFER} events behind")'
+        ),
+        "        except asyncio.QueueFull:\n            pass  # a slow subscriber skips events until it catches up",
+        caught_by="tests/test_concurrency.py::test_a_subscriber_closed_as_too_slow_resumes_after_exactly_the_last_event_it_was_sent",
+    ),
+    Mutation(
+        "events-close-reason-no-resume-id",
+        (
+            "a websocket closed as too slow or at shutdown no longer says where to resume (after=<id> missing "
+            "from the close reason)"
+        ),
+        EVENTS,
+        'resume = f"; resume with after={self.cursor}".encode()',
+        'resume = b""',
+        caught_by="tests/test_concurrency.py::test_a_subscriber_closed_as_too_slow_resumes_after_exactly_the_last_event_it_was_sent",
+    ),
+    Mutation(
+        "handlers-replay-header-missing",
+        (
+            "a replayed idempotent create no longer carries Idempotent-Replayed: true, so clients cannot tell a "
+            "replay from a new item"
+        ),
+        HANDLERS,
+        (
+            "    if created:\n        request.app[HUB].wake()\n"
+            '    else:\n        headers["Idempotent-Replayed"] = "true"\n'
+        ),
+        "    if created:\n        request.app[HUB].wake()\n",
+        caught_by="tests/test_idempotency.py::test_a_retry_gets_the_item_its_key_created_and_nothing_is_stored_twice",
+    ),
+    Mutation(
+        "handlers-list-limit-reports-count",
+        (
+            "GET /items reports the number of items returned as 'limit' instead of the page size used, so a "
+            "short last page reports the wrong limit"
+        ),
+        HANDLERS,
+        '"limit": limit, "offset": offset}',
+        '"limit": len(items), "offset": offset}',
+        caught_by="tests/test_api_contract.py::test_pages_list_items_oldest_first_each_once",
+    ),
+    Mutation(
+        "handlers-410-off-by-one",
+        "GET /events?after=<head-10000> is refused 410 although every event after it is still kept (<= instead of <)",
+        HANDLERS,
+        "after < hub.head - EVENT_RETENTION:",
+        "after <= hub.head - EVENT_RETENTION:",
+        caught_by="tests/test_api_contract.py::test_resuming_from_before_the_kept_events_gets_410",
+    ),
+    Mutation(
+        "handlers-413-plain-text",
+        "a body over MAX_BODY_BYTES gets aiohttp's plain-text 413 instead of the JSON error body clients parse",
+        HANDLERS,
+        (
+            "    except web.HTTPRequestEntityTooLarge:\n        limit = settings.max_body_bytes\n        raise "
+            'json_error(\n            web.HTTPRequestEntityTooLarge, "too_large", f"the body exceeds {limit} '
+            'bytes", max_size=limit\n        ) from None\n'
+        ),
+        "",
+        caught_by="tests/test_api_contract.py::test_oversized_body_gets_413",
+    ),
+    Mutation(
+        "handlers-408-keeps-connection",
+        (
+            "after a 408 body timeout (or malformed encoding) the connection is kept open, so the rest of the "
+            "slow body is parsed as the next request"
+        ),
+        HANDLERS,
+        "    request.content.feed_eof()\n    refusal.force_close()\n",
+        "    request.content.feed_eof()\n",
+        caught_by="tests/test_api_contract.py::test_a_body_that_does_not_arrive_in_time_gets_408_and_the_connection_closed",
+    ),
+    Mutation(
+        "handlers-upstream-request-id-dropped",
+        "GET /upstream no longer sends the request's X-Request-ID on to the upstream service",
+        HANDLERS,
+        "max_bytes=limit, request_id=request_id(request))",
+        "max_bytes=limit)",
+        caught_by="tests/test_logs.py::test_a_clients_request_id_is_kept_if_sane_and_goes_upstream",
+    ),
+    Mutation(
+        "handlers-ready-ping-not-awaited",
+        (
+            "/ready forgets to await the store's ping: it answers 200 while the database is down (and leaks an "
+            "un-awaited coroutine)"
+        ),
+        HANDLERS,
+        "    await request.app[STORE].ping()\n",
+        "    request.app[STORE].ping()\n",
+        databases=SQL,
+        caught_by="tests/test_api_contract.py::test_every_503_says_when_to_retry",
+    ),
+    Mutation(
+        "items-name-length-before-strip",
+        (
+            "the name length is checked before stripping: a name of only spaces is stored as an empty name, and "
+            "a 200-char name with padding is refused"
+        ),
+        ITEMS,
+        "if not 1 <= len(name) <= NAME_MAX_LENGTH:",
+        "if not 1 <= len(value) <= NAME_MAX_LENGTH:",
+        caught_by="tests/test_api_contract.py::test_bad_bodies_get_400",
+    ),
+    Mutation(
+        "items-digest-ignores-quantity",
+        (
+            "an Idempotency-Key reused with the same name but another quantity is replayed (201, wrong "
+            "quantity) instead of 422 idempotency_key_reused"
+        ),
+        ITEMS,
+        "json.dumps([self.name, self.quantity])",
+        "json.dumps([self.name])",
+        caught_by="tests/test_idempotency.py::test_another_item_under_a_used_key_gets_422",
+    ),
+    Mutation(
+        "items-idempotency-key-255-refused",
+        "an Idempotency-Key of exactly 255 characters (the documented maximum) is refused with 400",
+        ITEMS,
+        "[\\x21-\\x7e]{1,255}",
+        "[\\x21-\\x7e]{1,254}",
+        caught_by="tests/test_idempotency.py::test_key_bounds_are_inclusive",
+    ),
+    Mutation(
+        "items-after-always-parsed",
+        (
+            "a websocket subscriber without ?after= is treated as after=0: it gets the whole stored history "
+            "replayed (or 410 once over 10,000 events)"
+        ),
+        ITEMS,
+        ' if "after" in query else None',
+        "",
+        caught_by="tests/test_api_contract.py::test_a_new_subscriber_gets_new_events_only_not_the_history",
+    ),
+    Mutation(
+        "settings-port-65535-refused",
+        "PORT=65535, a valid port, is refused at start-up (upper bound off by one)",
+        "src/{package}/settings.py",
+        "setting(8080, Number(int, 1, 65535),",
+        "setting(8080, Number(int, 1, 65534),",
+        caught_by="tests/test_configuration.py::test_a_bad_value_is_refused_with_its_variable_and_the_rule",
+    ),
+    Mutation(
+        "settings-database-timeout-zero-accepted",
+        (
+            "a timeout of 0 s is accepted instead of refused: DATABASE_TIMEOUT=0 fails every SQLite write at once, "
+            "and PostgreSQL's statement_timeout 0 means no limit"
+        ),
+        "src/{package}/settings.py",
+        "SECONDS = Number(float, 0.001, 600)",
+        "SECONDS = Number(float, 0, 600)",
+        caught_by="tests/test_configuration.py::test_a_number_one_past_its_bounds_zero_or_negative_is_refused_saying_its_rule",
+    ),
+    Mutation(
+        "settings-error-no-variable-name",
+        "a non-numeric setting (e.g. PORT=abc) stops the service with a line that no longer names the variable",
+        "src/{package}/settings.py",
+        'raise SettingsError(f"{name} must be {rule.allowed}, got {text!r}") from None',
+        'raise SettingsError(f"must be {rule.allowed}, got {text!r}") from None',
+        caught_by="tests/test_configuration.py::test_every_variable_in_the_readme_is_read_into_its_own_setting_and_no_other",
+    ),
+    Mutation(
+        "sqlite-busy-timeout-seconds",
+        (
+            "busy_timeout is set in seconds instead of milliseconds: a write meets 'database is locked' after 5 "
+            "ms instead of waiting DATABASE_TIMEOUT"
+        ),
+        "src/{package}/store_sqlite.py",
+        "busy_timeout = round(lock_timeout * 1000)",
+        "busy_timeout = round(lock_timeout)",
+        databases=("sqlite",),
+        caught_by="tests/test_faults_sqlite.py::test_a_connection_waits_out_a_lock_for_its_timeout_in_wal_mode",
+    ),
+    Mutation(
+        "sqlite-migration-version-recorded-last",
+        (
+            "the version row is written after the migration's SQL: a worker that waited for another's migration "
+            "re-runs it ('table already exists') and cannot start (gunicorn with 2 workers)"
+        ),
+        "src/{package}/store_sqlite.py",
+        'f"BEGIN IMMEDIATE;\\n{recorded}\\n{migration.sql}\\nCOMMIT;"',
+        'f"BEGIN IMMEDIATE;\\n{migration.sql}\\n{recorded}\\nCOMMIT;"',
+        databases=("sqlite",),
+        caught_by="tests/test_faults_sqlite.py::test_workers_starting_together_apply_each_migration_once",
+    ),
+    Mutation(
+        "sqlite-write-turn-not-released-on-error",
+        (
+            "a write that fails (locked file) never releases the write turn: every later write answers 503 and "
+            "the service does not recover"
+        ),
+        "src/{package}/store_sqlite.py",
+        "        try:\n            yield\n        finally:\n            self._writing.release()",
+        "        yield\n        self._writing.release()",
+        databases=("sqlite",),
+        caught_by="tests/test_faults_sqlite.py::test_locked_file_gives_503_and_the_service_recovers_without_a_restart",
+    ),
+    Mutation(
+        "sqlite-key-ttl-never-expires",
+        (
+            "idempotency keys' expiry is computed in milliseconds: keys are never forgotten after 24 h, so a "
+            "reused old key is replayed/422 instead of creating a new item, and none are pruned"
+        ),
+        "src/{package}/store_sqlite.py",
+        "now, now - IDEMPOTENCY_KEY_TTL)",
+        "now, now - IDEMPOTENCY_KEY_TTL * 1000)",
+        databases=("sqlite",),
+        caught_by="tests/test_idempotency.py::test_a_key_is_forgotten_after_its_time_and_then_creates_a_new_item",
+    ),
+    Mutation(
+        "sqlite-list-newest-first",
+        "GET /items lists newest first instead of oldest first, so pagination order is reversed",
+        "src/{package}/store_sqlite.py",
+        "ORDER BY id LIMIT ? OFFSET ?",
+        "ORDER BY id DESC LIMIT ? OFFSET ?",
+        databases=("sqlite",),
+        caught_by="tests/test_api_contract.py::test_list_pages_with_limit_and_offset",
+    ),
+    Mutation(
+        "sqlite-ping-no-write-lock",
+        (
+            "/ready only runs a read: it answers 200 while another process holds the file's write lock and "
+            "every write is failing"
+        ),
+        "src/{package}/store_sqlite.py",
+        "await self._fetch(WRITE_PROBE, ())",
+        'await self._fetch("SELECT 1", ())',
+        databases=("sqlite",),
+        caught_by="tests/test_faults_sqlite.py::test_locked_file_gives_503_and_the_service_recovers_without_a_restart",
+    ),
+    Mutation(
+        "pg-pool-acquire-no-timeout",
+        (
+            "DATABASE_POOL_TIMEOUT is not applied to pool.acquire: with the pool exhausted, requests wait "
+            "forever instead of a 503 'no connection within'"
+        ),
+        "src/{package}/store_postgresql.py",
+        "functools.partial(pool.acquire, timeout=settings.database_pool_timeout)",
+        "functools.partial(pool.acquire)",
+        databases=("postgresql",),
+        caught_by="tests/test_faults_postgresql.py::test_a_hung_server_gets_every_request_its_503_within_the_timeouts",
+        heavy=True,
+    ),
+    Mutation(
+        "pg-migrate-no-advisory-lock",
+        (
+            "migrations take no advisory lock: two workers or replicas starting together both apply them, and "
+            "one fails to start"
+        ),
+        "src/{package}/store_postgresql.py",
+        '            await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)\n',
+        "",
+        databases=("postgresql",),
+        caught_by="tests/test_faults_postgresql.py::test_workers_starting_together_apply_each_migration_once",
+        heavy=True,
+    ),
+    Mutation(
+        "pg-add-once-expiry-inverted",
+        (
+            "an Idempotency-Key still in use is taken over as if expired: a retry creates a second item instead "
+            "of replaying the first"
+        ),
+        "src/{package}/store_postgresql.py",
+        "WHERE used.created_at <= now() - make_interval(secs => $5)",
+        "WHERE used.created_at >= now() - make_interval(secs => $5)",
+        databases=("postgresql",),
+        caught_by="tests/test_api_contract.py::test_every_error_is_json",
+    ),
+    Mutation(
+        "pg-listener-no-catch-up",
+        (
+            "a listener that (re)connects does not wake the hub: events committed while its connection was lost "
+            "are not delivered until the next one"
+        ),
+        "src/{package}/store_postgresql.py",
+        "    await connection.add_listener(EVENT_CHANNEL, lambda *_: wake())\n    wake()\n",
+        "    await connection.add_listener(EVENT_CHANNEL, lambda *_: wake())\n",
+        databases=("postgresql",),
+        caught_by="tests/test_faults_postgresql.py::test_a_listener_whose_connection_goes_silent_reconnects_and_catches_up",
+    ),
+    Mutation(
+        "memory-retention-drops-newest",
+        (
+            "in-memory event pruning deletes the oldest 10,000 instead of keeping the newest 10,000: at every "
+            "1,000th event all events vanish, so live subscribers miss it and resumes fail"
+        ),
+        "src/{package}/store_memory.py",
+        "del self._events[:-EVENT_RETENTION]",
+        "del self._events[:EVENT_RETENTION]",
+        databases=("none",),
+        caught_by="tests/test_api_contract.py::test_the_store_keeps_the_newest_events_and_prunes_older_ones",
+        heavy=True,
+    ),
+    Mutation(
+        "memory-prune-deletes-fresh-keys",
+        (
+            "idempotency-key pruning compares the wrong way: each new key deletes still-valid keys, so a retry "
+            "with an earlier key creates a duplicate item"
+        ),
+        "src/{package}/store_memory.py",
+        "            if now - self.keys[old].at < IDEMPOTENCY_KEY_TTL:\n                break",
+        "            if now - self.keys[old].at > IDEMPOTENCY_KEY_TTL:\n                break",
+        databases=("none",),
+        caught_by="tests/test_idempotency.py::test_a_key_of_every_visible_character_is_matched_exactly",
+    ),
+    Mutation(
+        "memory-list-slice-end",
+        "GET /items?offset=N&limit=M slices [offset:limit]: every page after the first is empty or short",
+        "src/{package}/store_memory.py",
+        "[offset : offset + limit]",
+        "[offset:limit]",
+        databases=("none",),
+        caught_by="tests/test_api_contract.py::test_list_pages_with_limit_and_offset",
+    ),
+    Mutation(
+        "upstream-4xx-relayed",
+        "an upstream 4xx with a JSON body is relayed as a 200 status instead of a 502",
+        UPSTREAM,
+        "if response.status >= 400:",
+        "if response.status >= 500:",
+        caught_by="tests/test_api_contract.py::test_upstream_failures_get_json_5xx",
+    ),
+    Mutation(
+        "upstream-max-bytes-off-by-one",
+        (
+            "an upstream answer of exactly UPSTREAM_MAX_BYTES (Content-Length) is refused with 502 although it "
+            "is within the limit"
+        ),
+        UPSTREAM,
+        "response.content_length > max_bytes",
+        "response.content_length >= max_bytes",
+        caught_by="tests/test_api_contract.py::test_an_upstream_answer_over_its_limit_gets_502_and_one_at_it_is_relayed",
+    ),
+    Mutation(
+        "upstream-timeout-connect-only",
+        (
+            "UPSTREAM_TIMEOUT only bounds connecting: an upstream that accepts but never answers hangs GET "
+            "/upstream instead of a 504"
+        ),
+        UPSTREAM,
+        "aiohttp.ClientTimeout(total=app[SETTINGS].upstream_timeout)",
+        "aiohttp.ClientTimeout(sock_connect=app[SETTINGS].upstream_timeout)",
+        caught_by="tests/test_api_contract.py::test_every_error_is_json",
+    ),
+    Mutation(
+        "errors-retry-after-missing",
+        "a database failure's 503 no longer carries Retry-After: 1",
+        ERRORS,
+        'str(error), headers={"Retry-After": "1"}',
+        "str(error)",
+        databases=SQL,
+        caught_by="tests/test_api_contract.py::test_every_503_says_when_to_retry",
+    ),
+    Mutation(
+        "errors-upstream-timeout-502",
+        "an upstream timeout is answered 502 instead of the documented 504",
+        ERRORS,
+        'raise json_error(web.HTTPGatewayTimeout, "upstream_timeout", str(error)) from None',
+        'raise json_error(web.HTTPBadGateway, "upstream_timeout", str(error)) from None',
+        caught_by="tests/test_api_contract.py::test_every_error_is_json",
+    ),
+    Mutation(
+        "logs-request-id-not-memoized",
+        (
+            "a request without X-Request-ID gets a new random id on each lookup: the id sent upstream differs "
+            "from the one answered and logged"
+        ),
+        "src/{package}/logs.py",
+        "known = request[REQUEST_ID] = sent if",
+        "known = sent if",
+        caught_by="tests/test_logs.py::test_a_clients_request_id_is_kept_if_sane_and_goes_upstream",
+    ),
+    Mutation(
+        "logs-access-enabled-at-debug-only",
+        (
+            "the access logger reports itself enabled only at DEBUG: with the default LOG_LEVEL=INFO no access "
+            "lines are written"
+        ),
+        "src/{package}/logs.py",
+        "return self.logger.isEnabledFor(logging.INFO)",
+        "return self.logger.isEnabledFor(logging.DEBUG)",
+        caught_by="tests/test_configuration.py::test_under_gunicorn_the_access_line_is_the_services_unless_access_log_is_off",
+    ),
+    Mutation(
+        "logs-access-path-without-query",
+        "the access line logs the path without its query string instead of the path as sent",
+        "src/{package}/logs.py",
+        "            escaped(request.raw_path),\n",
+        "            escaped(request.path),\n",
+        caught_by="tests/test_configuration.py::test_every_json_line_parses_and_carries_its_fields",
+    ),
+    Mutation(
+        "main-access-log-none-dropped",
+        (
+            "python -m no longer passes access_log=None to run_app: with ACCESS_LOG=off aiohttp's default "
+            "access log still writes a line per request"
+        ),
+        "src/{package}/__main__.py",
+        "            access_log=None,\n",
+        "",
+        caught_by="tests/test_process.py::test_access_log_off_leaves_the_start_and_stop_lines",
+        heavy=True,
+    ),
+    Mutation(
+        "main-database-unavailable-traceback",
+        (
+            "a database that cannot be opened at start-up ends the process with a traceback instead of one "
+            "'cannot start' line"
+        ),
+        "src/{package}/__main__.py",
+        "except (StoreUnavailable, OSError) as error:",
+        "except OSError as error:",
+        databases=SQL,
+        caught_by="tests/test_process.py::test_bad_configuration_stops_with_one_line",
+        heavy=True,
+    ),
+    Mutation(
+        "app-shutdown-hub-not-registered",
+        (
+            "on SIGTERM websockets are not closed with 'server shutdown' and a resume id; shutdown waits for "
+            "them until its timeout"
+        ),
+        "src/{package}/app.py",
+        "    app.on_shutdown.append(shutdown_hub)\n",
+        "",
+        caught_by="tests/test_p06_cancellation.py::test_stopping_the_server_tells_connected_subscribers_where_to_resume",
+    ),
+    Mutation(
+        "app-gunicorn-skips-logging-setup",
+        (
+            "the gunicorn entry point skips configure_logging: LOG_FORMAT=json and LOG_LEVEL are ignored under "
+            "gunicorn (python -m still applies them)"
+        ),
+        "src/{package}/app.py",
+        "    configure_logging(settings)\n    raise_open_files_limit()\n    return create_app(settings)",
+        "    raise_open_files_limit()\n    return create_app(settings)",
+        caught_by="tests/test_configuration.py::test_under_gunicorn_the_access_line_is_the_services_unless_access_log_is_off",
+    ),
+    Mutation(
+        "app-keepalive-timeout-ignored",
+        (
+            "KEEPALIVE_TIMEOUT is no longer passed to the server: idle or slow-header connections are kept for "
+            "aiohttp's default whatever the setting"
+        ),
+        "src/{package}/app.py",
+        'handler_args = {**access_log(settings), "keepalive_timeout": settings.keepalive_timeout}',
+        "handler_args = access_log(settings)",
+        caught_by="tests/test_api_contract.py::test_headers_that_do_not_arrive_in_time_get_the_connection_closed",
+    ),
+    Mutation(
+        "migrations-not-sorted",
+        (
+            "migrations are applied in directory-listing order instead of by version number, so a later file "
+            "can run before the table it needs"
+        ),
+        "src/{package}/migrations.py",
+        "return sorted(found, key=lambda migration: migration.version)",
+        "return found",
+        databases=SQL,
+        caught_by="tests/test_migrations.py::test_migrations_come_in_version_order_whatever_the_listing",
+    ),
+    Mutation(
+        "limits-raised-on-macos-only",
+        (
+            "the open-files soft limit is raised only on macOS: on Linux a few hundred idle connections exhaust "
+            "a low soft limit and /health stops answering"
+        ),
+        "src/{package}/limits.py",
+        'if sys.platform != "win32":',
+        'if sys.platform == "darwin":',
+        caught_by="tests/test_configuration.py::test_both_ways_to_start_raise_the_open_files_limit",
+    ),
+    Mutation(
+        "events-ping-non-object-crash",
+        (
+            "a websocket text frame holding a JSON array, string or number crashes the handler (AttributeError) "
+            "instead of getting a bad_message error reply"
+        ),
+        EVENTS,
+        'if data == {"type": "ping"}:',
+        'if data is not None and data.get("type") == "ping":',
+        caught_by="tests/test_p11_websocket.py::test_bad_frames_get_an_error_message_not_a_disconnect",
     ),
 ]

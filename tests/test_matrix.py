@@ -167,7 +167,8 @@ def test_baked_suite_passes_the_full_proof_with_every_pattern(
     expected = [pattern for pattern in PATTERNS if answers["database"] != "none" or pattern != "test_p03"]
     ran = {pattern for pattern in expected for classname, _, _ in outcomes if f".{pattern}_" in f".{classname}"}
     assert sorted(ran) == expected
-    assert {"test_process", "test_concurrency"} <= {classname.split(".")[-1] for classname, _, _ in outcomes}  # heavy
+    modules = {classname.split(".")[-1] for classname, _, _ in outcomes}
+    assert {"test_process", "test_concurrency", "test_harness"} <= modules  # heavy
     loop_test = (
         "test_tests_run_on_uvloop"
         if answers["event_loop"] == "uvloop"

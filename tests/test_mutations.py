@@ -2,8 +2,9 @@
 
 One default bake per database (event_loop default); each case copies it,
 applies one mutation (a bug in shared code: to one bake, in turn) and runs
-the baked suite with `-x`: first only the test its `caught_by` names, then,
-should that pass, the whole suite. PostgreSQL cases get a scratch database of
+the baked suite with `-x` (and `--heavy` for a bug only the full proof
+catches): first only the test its `caught_by` names, then, should that pass,
+the whole suite. PostgreSQL cases get a scratch database of
 their own, so a mutation that commits rows cannot leave them in the shared
 `test` database.
 """
@@ -118,9 +119,10 @@ def test_mutation_is_caught(
         env: dict[str, str | None] = {"CI": "true", "TEST_DATABASE_URL": url} if url else {}
         # The test expected to catch it first, alone: most cases end there, in seconds. Should it pass, or no
         # longer exist, the whole suite decides (and the time counted is the whole suite's).
+        heavy = ["--heavy"] if mutation.heavy else []
         for selection in ([mutation.caught_by.format(database=database)], []):
             started = time.monotonic()
-            done = run_suite(project, "-x", *NO_RANDOM_ORDER, *selection, env=env)
+            done = run_suite(project, "-x", *NO_RANDOM_ORDER, *heavy, *selection, env=env)
             if done.returncode not in HINT_MISSED:
                 break
         elapsed = time.monotonic() - started

@@ -31,7 +31,7 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").rstrip().splitlines()[-1]
 
     assert block.splitlines()[1] == ci
-    assert ci.endswith(f"nox -s quick-{PYTHONS[0]} full-3.13")
+    assert ci.endswith(f"nox -s quick-{PYTHONS[0]} full-3.13 load instructions")
 
 
 def test_a_missing_python_is_skipped_with_a_line_saying_so(tmp_path: Path) -> None:

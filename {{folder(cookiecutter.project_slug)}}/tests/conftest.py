@@ -30,6 +30,7 @@ from .support.fake_upstream import fake_upstream
 
 # The guards on every test (hangs, leaks, stalled loop), the --heavy option, and the `store` fixtures.
 pytest_plugins = [
+    "pytester",  # tests/test_harness.py runs pytest on planted faults
     "tests.support.harness",
     "tests.support.heavy",
     "tests.support.{{ "memory" if cookiecutter.database == "none" else cookiecutter.database }}_fixtures",
@@ -93,8 +94,12 @@ async def upstream() -> AsyncIterator[TestServer]:
 
 @pytest.fixture
 def settings(upstream: TestServer) -> Settings:
-    """Function scope: settings pointing at the fake upstream, with a short timeout."""
-    return dataclasses.replace(Settings(), upstream_url=str(upstream.make_url("/status")), upstream_timeout=0.5)
+    """Function scope: settings pointing at the fake upstream.
+
+    Its timeout stays the default (5 s), far above what an answer takes on a busy machine; tests of the timeout use
+    a path that never answers.
+    """
+    return dataclasses.replace(Settings(), upstream_url=str(upstream.make_url("/status")))
 
 
 @pytest.fixture
@@ -105,8 +110,10 @@ def app(settings: Settings, store: ItemStore) -> web.Application:
 
 @pytest.fixture
 async def client(app: web.Application, aiohttp_client: AiohttpClient) -> Client:
-    """Function scope: an HTTP client for `app`, closed after the test (and so before the store's teardown, as
-    `app` comes first: fixtures end in the reverse order of their start)."""
+    """Function scope: an HTTP client for `app`, closed after the test.
+
+    It is closed before the store's teardown, as `app` comes first: fixtures end in the reverse order of their start.
+    """
     return await aiohttp_client(app)
 
 

@@ -33,7 +33,7 @@ from .support.gunicorn_process import running_gunicorn
 from .support.service_process import running_service
 
 pytestmark = [
-    pytest.mark.heavy,  # each test starts Python processes: seconds, so `--heavy` only
+    pytest.mark.heavy,  # each test starts Python processes: slow, so `--heavy` only
     pytest.mark.timeout(60),  # a start-up alone may take up to START_TIMEOUT (15 s) on a busy runner
     pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals (and gunicorn)"),
 ]
@@ -163,8 +163,11 @@ async def listeners(server: asyncpg.Connection, name: str, count: int) -> list[i
 async def test_a_listener_that_lost_its_connection_catches_up(
     unused_tcp_port_factory: Ports, service_env: dict[str, str], server: asyncpg.Connection
 ) -> None:
-    """Cut the listeners' connections and keep them out while another process creates an item: once they are
-    back, a subscriber on the first process receives it (the listener catches up on reconnecting)."""
+    """A listener whose connection was cut catches up on reconnecting.
+
+    Cut the listeners' connections and keep them out while another process creates an item: once they are back, a
+    subscriber on the first process receives it.
+    """
     name = urlsplit(service_env["DATABASE_URL"]).path.removeprefix("/")
     async with (
         running_service(unused_tcp_port_factory(), service_env) as cut_off,

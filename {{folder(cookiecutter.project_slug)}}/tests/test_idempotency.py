@@ -14,16 +14,25 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from {{ cookiecutter.package_name }}.app import create_app
-from {{ cookiecutter.package_name }}.items import IDEMPOTENCY_KEY_PRUNE_BATCH, IDEMPOTENCY_KEY_TTL, ItemStore, NewItem
+from {{ cookiecutter.package_name }}.items import (
+    IDEMPOTENCY_KEY_PRUNE_BATCH,
+    IDEMPOTENCY_KEY_TTL,
+    ItemStore,
+    KeyReused,
+    NewItem,
+    ValidationError,
+    parse_idempotency_key,
+)
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .support.clients import AgeKeys, Client, KeptKeys
+from .support.clients import JSON_HEADERS, AgeKeys, Client, KeptKeys
 from .support.service_process import running_service
 from .support.tcp_proxy import tcp_proxy
 
 KEY = {"Idempotency-Key": "3f2a9c1e-5b7d-4e08-a6f4-create-lamp"}
 LAMP = {"name": "lamp", "quantity": 2}
 CONCURRENT = 20
+VISIBLE_ASCII = "".join(map(chr, range(0x21, 0x7F)))  # "!" to "~": quotes, backslash, "%" and "_" among them
 
 
 async def error_code(response: aiohttp.ClientResponse) -> str:
@@ -55,6 +64,41 @@ async def test_the_same_item_sent_in_other_words_is_the_same_request(client: Cli
     assert await retry.json() == await first.json()
 
 
+@pytest.mark.parametrize(
+    "retry",
+    [b'{\n  "quantity" : 2,\n  "name":"lamp"\n}', b'{"name": "\\u006camp", "quantity": 2}'],
+    ids=["key-order-and-whitespace", "escaped"],
+)
+async def test_the_same_item_in_other_json_is_replayed(client: Client, store: ItemStore, retry: bytes) -> None:
+    """The key remembers the item as validated, not the bytes that carried it."""
+    first = await client.post("/items", data=b'{"name": "lamp", "quantity": 2}', headers={**KEY, **JSON_HEADERS})
+    replay = await client.post("/items", data=retry, headers={**KEY, **JSON_HEADERS})
+
+    assert (replay.status, replay.headers.get("Idempotent-Replayed")) == (201, "true")
+    assert await replay.json() == await first.json()
+    assert len(await store.list(limit=10, offset=0)) == 1
+
+
+@pytest.mark.parametrize(
+    ("first", "retry"),
+    [
+        (LAMP, {"name": "desk", "quantity": 2}),
+        (LAMP, {"name": "Lamp", "quantity": 2}),
+        ({"name": "lamp1", "quantity": 2}, {"name": "lamp", "quantity": 12}),
+    ],
+    ids=["other-name", "other-case", "same-characters-split-otherwise"],
+)
+async def test_any_other_name_under_a_used_key_gets_422(
+    client: Client, store: ItemStore, first: dict[str, object], retry: dict[str, object]
+) -> None:
+    await client.post("/items", json=first, headers=KEY)
+
+    response = await client.post("/items", json=retry, headers=KEY)
+
+    assert (response.status, await error_code(response)) == (422, "idempotency_key_reused")
+    assert [item.name for item in await store.list(limit=10, offset=0)] == [first["name"]]
+
+
 async def test_another_item_under_a_used_key_gets_422(client: Client, store: ItemStore) -> None:
     await client.post("/items", json=LAMP, headers=KEY)
 
@@ -84,11 +128,47 @@ async def test_a_malformed_key_gets_400(client: Client, store: ItemStore, key: s
     assert await store.list(limit=10, offset=0) == []
 
 
+@pytest.mark.parametrize("second", ["key-1", "key-2"], ids=["the-same-again", "another"])
+async def test_two_key_headers_on_one_request_get_400(client: Client, store: ItemStore, second: str) -> None:
+    headers = [("Idempotency-Key", "key-1"), ("Idempotency-Key", second)]
+
+    response = await client.post("/items", json=LAMP, headers=headers)
+
+    assert response.status == 400
+    assert (await response.json())["error"]["message"] == "send one 'Idempotency-Key' header, not several"
+    assert await store.list(limit=10, offset=0) == []
+
+
 @pytest.mark.parametrize("key", ["a" * 255, "!", "~", "x"], ids=["longest", "first-visible", "last-visible", "one"])
 async def test_key_bounds_are_inclusive(client: Client, key: str) -> None:
     response = await client.post("/items", json=LAMP, headers={"Idempotency-Key": key})
 
     assert response.status == 201
+
+
+def test_a_key_may_hold_visible_ascii_and_nothing_else() -> None:
+    """Every character up to U+02FF, one at a time: the rule takes visible ASCII and nothing else.
+
+    The HTTP parser refuses DEL and most controls before the app sees them, so only the rule itself shows that they
+    are outside it.
+    """
+
+    def accepted(key: str) -> bool:
+        try:
+            return parse_idempotency_key(key) == key
+        except ValidationError:
+            return False
+
+    assert "".join(filter(accepted, map(chr, range(0x300)))) == VISIBLE_ASCII
+
+
+async def test_a_key_of_every_visible_character_is_matched_exactly(client: Client) -> None:
+    first = await client.post("/items", json=LAMP, headers={"Idempotency-Key": VISIBLE_ASCII})
+    wildcard = await client.post("/items", json={"name": "desk"}, headers={"Idempotency-Key": "%"})
+    retry = await client.post("/items", json=LAMP, headers={"Idempotency-Key": VISIBLE_ASCII})
+
+    assert (first.status, wildcard.status, "Idempotent-Replayed" in wildcard.headers) == (201, 201, False)
+    assert (await retry.json(), retry.headers["Idempotent-Replayed"]) == (await first.json(), "true")
 
 
 async def test_a_key_is_forgotten_after_its_time_and_then_creates_a_new_item(client: Client, age_keys: AgeKeys) -> None:
@@ -138,6 +218,32 @@ async def test_expired_keys_are_forgotten_as_new_ones_come(
     await store.add_once(NewItem(name="newest", quantity=0), "newest key")
 
     assert (kept_before_expiry, await kept_keys()) == (4, 2)
+
+
+async def test_expired_keys_are_forgotten_oldest_first_and_their_items_stay(
+    store: ItemStore, age_keys: AgeKeys, kept_keys: KeptKeys
+) -> None:
+    await store.add_once(NewItem(name="oldest", quantity=0), "oldest")
+    await age_keys(1)
+    for n in range(IDEMPOTENCY_KEY_PRUNE_BATCH - 1):
+        await store.add_once(NewItem(name=f"middle {n}", quantity=0), f"middle {n}")
+    await age_keys(1)
+    await store.add_once(NewItem(name="youngest", quantity=0), "youngest")
+    await age_keys(IDEMPOTENCY_KEY_TTL + 1)  # one more expired key than a batch
+
+    await store.add_once(NewItem(name="new", quantity=0), "new")
+    kept, items = await kept_keys(), await store.list(limit=IDEMPOTENCY_KEY_PRUNE_BATCH + 10, offset=0)
+    await age_keys(-IDEMPOTENCY_KEY_TTL)  # the youngest and oldest keys in time again, if they were kept
+
+    async def remembers(key: str) -> bool:
+        try:
+            await store.add_once(NewItem(name="other", quantity=0), key)
+        except KeyReused:
+            return True
+        return False
+
+    assert (kept, len(items)) == (2, IDEMPOTENCY_KEY_PRUNE_BATCH + 2)
+    assert (await remembers("oldest"), await remembers("youngest")) == (False, True)
 
 
 async def test_a_retry_after_the_item_was_deleted_gets_the_original_answer(client: Client) -> None:

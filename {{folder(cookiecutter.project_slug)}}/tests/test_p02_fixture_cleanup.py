@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiohttp import web
-
+{% if cookiecutter.database != "none" %}
+from {{ cookiecutter.package_name }}.items import StoreUnavailable
+{%- endif %}
 from {{ cookiecutter.package_name }}.keys import SETTINGS, {% if cookiecutter.database != "none" %}STORE, {% endif %}UPSTREAM
 from {{ cookiecutter.package_name }}.settings import Settings
 {%- if cookiecutter.database != "none" %}
-from {{ cookiecutter.package_name }}.store_{{ cookiecutter.database }} import DatabaseUnavailable, store_context
+from {{ cookiecutter.package_name }}.store_{{ cookiecutter.database }} import store_context
 {%- endif %}
 from {{ cookiecutter.package_name }}.upstream import fetch_status, upstream_context
 
@@ -60,6 +62,6 @@ async def test_store_context_closes_its_database_connections_at_exit(service_env
     with pytest.raises(StopAsyncIteration):
         await anext(context)
 
-    with pytest.raises(DatabaseUnavailable):
+    with pytest.raises(StoreUnavailable):
         await store.list(limit=1, offset=0)
 {%- endif %}

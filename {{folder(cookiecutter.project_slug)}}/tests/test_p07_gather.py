@@ -2,8 +2,9 @@
 
 gather runs awaitables concurrently and returns their results in the order
 they were passed, whatever order they finish in. By default the first
-exception propagates; with return_exceptions=True every outcome comes back,
-failures as exception objects to inspect.
+exception propagates and the other awaitables run on, for the caller to end;
+with return_exceptions=True every outcome comes back, failures as exception
+objects to inspect.
 """
 
 from __future__ import annotations
@@ -41,10 +42,15 @@ async def test_return_exceptions_keeps_every_outcome(upstream: TestServer) -> No
     assert isinstance(results[2], UpstreamError)
 
 
-async def test_without_return_exceptions_the_first_failure_propagates(upstream: TestServer) -> None:
+async def test_without_return_exceptions_the_first_failure_propagates_and_the_rest_run_on(
+    upstream: TestServer,
+) -> None:
     async with aiohttp.ClientSession() as session:
+        never = asyncio.ensure_future(fetch_status(session, str(upstream.make_url("/slow"))))  # never answers
         with pytest.raises(UpstreamError, match="HTTP 503"):
-            await asyncio.gather(
-                fetch_status(session, str(upstream.make_url("/delayed/0"))),
-                fetch_status(session, str(upstream.make_url("/error"))),
-            )
+            await asyncio.gather(never, fetch_status(session, str(upstream.make_url("/error"))))
+
+        assert not never.done()  # gather cancels nothing: end the others yourself (or use a TaskGroup, P8)
+        never.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await never

@@ -43,11 +43,13 @@ async def test_a_subscriber_resuming_after_an_event_id_gets_what_it_missed(clien
 
 
 async def test_bad_frames_get_an_error_message_not_a_disconnect(client: Client) -> None:
+    frames = ["not json", "[1]", '"ping"', "3", "null", '{"type": "pong"}']
     async with client.ws_connect("/events") as ws:
-        await ws.send_str("not json")
+        for frame in frames:
+            await ws.send_str(frame)
         await ws.send_bytes(b"\x00")
 
-        for _ in range(2):
+        for _ in [*frames, b"\x00"]:
             assert (await ws.receive_json(timeout=2))["error"]["code"] == "bad_message"
 
 

@@ -7,8 +7,11 @@ does, then send SIGTERM while requests are in flight; and read what it wrote to 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import re
+import signal
 import socket
 import sys
 import time
@@ -16,14 +19,18 @@ from collections import Counter
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from {{ cookiecutter.package_name }}.settings import Number, Settings
 
 {% if cookiecutter.database != "none" -%}
 from .support.gunicorn_process import GUNICORN
 {% endif -%}
-from .support.service_process import {% if cookiecutter.database != "none" %}Service, {% endif %}launch, lines_said, running_service{% if cookiecutter.database != "none" %}, wait_until_healthy{% endif %}
+from .support.service_process import Service, launch, lines_said, running_service, wait_until_healthy
 
 pytestmark = [
-    pytest.mark.heavy,  # each test starts a Python process: seconds, so `--heavy` only
+    pytest.mark.heavy,  # each test starts a Python process: slow, so `--heavy` only
     pytest.mark.timeout(60),  # a start-up alone may take up to START_TIMEOUT (15 s) on a busy runner
     # Stopping relies on SIGTERM, which Windows cannot send: there these tests do not apply.
     pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals"),
@@ -33,6 +40,12 @@ LOAD = 300  # POSTs sent while the service is told to stop
 WAVE = 50  # POSTs started per loop step: starting 300 tasks in one step would stall the test's own loop
 CONNECTIONS = 20
 LEAKS = ("Task was destroyed", "Unclosed", "was never awaited", "Traceback")
+NUMBER_BOUNDS = [  # each number setting's variable with its lowest and its highest value, as declared
+    (field.name.upper(), rule.show(bound))
+    for field in dataclasses.fields(Settings)
+    if isinstance(rule := field.metadata["rule"], Number)
+    for bound in (rule.low, rule.high)
+]
 ACCESS_LOGGER = "{{ cookiecutter.package_name }}.access"
 ACCESS_LINE = re.compile(rf' INFO {re.escape(ACCESS_LOGGER)}: 127\.0\.0\.1 "(\w+) (\S+)" (\d\d\d) \d+ [\d.]+ms (\S+)$')
 DROPPED = 50  # uploads cut off mid-body
@@ -97,6 +110,49 @@ async def test_sigterm_mid_load_loses_no_acknowledged_write(unused_tcp_port: int
 {%- endif %}
 
 
+async def test_a_second_sigterm_during_the_shutdown_changes_nothing(
+    unused_tcp_port: int, service_env: dict[str, str]
+) -> None:
+    """GNU `timeout` and some process managers send SIGTERM twice: the second, mid-shutdown, is ignored.
+
+    A request in flight holds the shutdown open (its upstream answers when the test says so); a subscriber's close
+    frame says the shutdown has begun.
+    """
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def gated(request: web.Request) -> web.Response:
+        arrived.set()
+        await release.wait()
+        return web.json_response({"status": "ok"})
+
+    async def status(session: aiohttp.ClientSession, url: str) -> int:
+        async with session.get(url) as response:
+            return response.status
+
+    upstream = web.Application()
+    upstream.router.add_get("/status", gated)
+    async with TestServer(upstream) as gate:
+        env = {**service_env, "UPSTREAM_URL": str(gate.make_url("/status")), "UPSTREAM_TIMEOUT": "600"}
+        async with running_service(unused_tcp_port, env) as service, aiohttp.ClientSession() as session:
+            subscriber = await session.ws_connect(f"{service.url}/events")
+            in_flight = asyncio.create_task(status(session, f"{service.url}/upstream"))
+            await arrived.wait()
+            service.process.send_signal(signal.SIGTERM)
+            closed = await subscriber.receive()  # on_shutdown closes subscribers: the shutdown is under way
+            service.process.send_signal(signal.SIGTERM)
+            release.set()
+            answered = await in_flight
+            stderr = await service.output()
+
+    said = stderr.encode()
+    assert (closed.type, closed.data) == (aiohttp.WSMsgType.CLOSE, 1001)
+    assert answered == 200
+    assert service.process.returncode == 0, stderr
+    assert not [leak for leak in LEAKS if leak in stderr], stderr
+    stopped = [line for line in lines_said(said) if line.endswith(": stopped")]
+    assert stopped == [lines_said(said)[-1]], stderr
+
+
 async def test_startup_line_names_the_loop_and_how_to_stop(unused_tcp_port: int, service_env: dict[str, str]) -> None:
     async with running_service(unused_tcp_port, service_env) as service:
         stderr = await service.stop()
@@ -151,6 +207,32 @@ async def test_bad_configuration_stops_with_one_line(env: dict[str, str], messag
     assert message in lines[0]
 
 
+@pytest.mark.parametrize(("name", "value"), NUMBER_BOUNDS, ids=[f"{name}={value}" for name, value in NUMBER_BOUNDS])
+async def test_each_number_at_its_bounds_starts_or_is_refused_with_one_line(
+    name: str, value: str, unused_tcp_port: int, service_env: dict[str, str]
+) -> None:
+    """The service serves and stops cleanly with a number setting at its lowest or highest, or exits saying why."""
+    port = int(value) if name == "PORT" else unused_tcp_port
+    env = {**service_env, "HOST": "127.0.0.1", "PORT": str(port), name: value}
+    service = Service(await launch(env), f"http://127.0.0.1:{port}")
+    try:
+        with contextlib.suppress(AssertionError):  # it exited before answering
+            await wait_until_healthy(service)
+        if service.process.returncode is None:
+            stderr = await service.stop()
+            assert service.process.returncode == 0, stderr
+            assert not [leak for leak in LEAKS if leak in stderr], stderr
+            assert lines_said(stderr.encode())[-1].endswith(": stopped"), stderr
+        else:
+            said = await service.output()
+            assert service.process.returncode != 0
+            assert len(lines_said(said.encode())) == 1, said
+    finally:
+        if service.process.returncode is None:
+            service.process.kill()
+            await service.process.wait()
+
+
 LOW_OPEN_FILES = 256  # macOS's default soft limit, and some containers'
 IDLE_CLIENTS = 300
 
@@ -159,8 +241,10 @@ IDLE_CLIENTS = 300
 async def test_hundreds_of_idle_connections_under_a_low_open_files_limit_leave_health_answering(
     unused_tcp_port: int, service_env: dict[str, str]
 ) -> None:
-    """Started with a soft limit of 256 open files, it raises it: 300 connections that never send a request do not
-    lock out the next client."""
+    """Started with a soft limit of 256 open files, the service raises it.
+
+    300 connections that never send a request then do not lock out the next client.
+    """
     async with running_service(unused_tcp_port, service_env, open_files=LOW_OPEN_FILES) as service:
         idle: list[asyncio.StreamWriter] = []
         try:

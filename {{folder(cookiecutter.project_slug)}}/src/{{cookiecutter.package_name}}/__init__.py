@@ -1,1 +1,1 @@
-{{ cookiecutter.description | quoted }}
+{{ cookiecutter.description | sentence | quoted }}

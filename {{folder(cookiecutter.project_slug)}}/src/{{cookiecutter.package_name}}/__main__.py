@@ -2,21 +2,41 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
 import sys
 
 from aiohttp import web
 
 from .app import create_app
+from .items import StoreUnavailable
 from .limits import raise_open_files_limit
 from .logs import configure_logging
 from .loop import loop_name, new_event_loop
 from .settings import Settings, SettingsError
-{%- if cookiecutter.database != "none" %}
-from .store_{{ cookiecutter.database }} import DatabaseUnavailable
-{%- endif %}
 
 log = logging.getLogger("{{ cookiecutter.package_name }}")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def stop_on_first_signal(loop: asyncio.AbstractEventLoop) -> None:
+    """Let SIGINT or SIGTERM start a graceful shutdown, and ignore every such signal after it.
+
+    A process manager (or GNU `timeout`) may send SIGTERM twice: the second must not cut the shutdown short.
+    Where the loop takes no signal handlers (Windows), Ctrl-C stops the service as a KeyboardInterrupt.
+    """
+
+    def stop() -> None:
+        for number in STOP_SIGNALS:
+            loop.remove_signal_handler(number)  # else closing the loop would restore the default: exit at once
+            signal.signal(number, signal.SIG_IGN)
+        raise web.GracefulExit
+
+    with contextlib.suppress(NotImplementedError):
+        for number in STOP_SIGNALS:
+            loop.add_signal_handler(number, stop)
 
 
 def main() -> None:
@@ -28,6 +48,7 @@ def main() -> None:
     configure_logging(settings)
     raise_open_files_limit()
     loop = new_event_loop()
+    stop_on_first_signal(loop)
 
     def announce(_: str) -> None:  # run_app calls this once the socket is listening
         log.info("serving on http://%s:%d (loop: %s); Ctrl-C stops", settings.host, settings.port, loop_name(loop))
@@ -41,8 +62,9 @@ def main() -> None:
             access_log=None,
             print=announce,
             shutdown_timeout=10.0,
+            handle_signals=False,  # stop_on_first_signal handles them
         )
-    except {% if cookiecutter.database != "none" %}(DatabaseUnavailable, OSError){% else %}OSError{% endif %} as error:
+    except (StoreUnavailable, OSError) as error:
         sys.exit(f"{{ cookiecutter.package_name }}: cannot start: {error}")
     log.info("stopped")
 

@@ -2,8 +2,8 @@
 
 routes.py wraps each handler in `json_errors` when it registers it, so a
 handler raises domain errors and never maps them itself; a new handler gets
-the mapping too. No middleware: one costs 10-15% of throughput on a small
-endpoint, a wrapper almost nothing.
+the mapping too. No middleware: a middleware is one more call on every
+request, where a wrapper costs only the try block.
 """
 
 from __future__ import annotations
@@ -16,10 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .items import KeyReused, ValidationError
-{%- if cookiecutter.database != "none" %}
-from .store_{{ cookiecutter.database }} import DatabaseUnavailable
-{%- endif %}
+from .items import KeyReused, StoreUnavailable, ValidationError
 from .upstream import UpstreamError, UpstreamTimeout
 
 log = logging.getLogger(__name__)
@@ -44,13 +41,11 @@ def json_errors(handler: Handler) -> Handler:
             raise json_error(web.HTTPBadRequest, "invalid", str(error)) from None
         except KeyReused as error:
             raise json_error(web.HTTPUnprocessableEntity, "idempotency_key_reused", str(error)) from None
-{%- if cookiecutter.database != "none" %}
-        except DatabaseUnavailable as error:
+        except StoreUnavailable as error:
             log.warning("%s %s: %s", request.method, request.path, error)
             raise json_error(
-                web.HTTPServiceUnavailable, "database_unavailable", str(error), headers={"Retry-After": "1"}
+                web.HTTPServiceUnavailable, "unavailable", str(error), headers={"Retry-After": "1"}
             ) from None
-{%- endif %}
         except UpstreamError as error:
             log.warning("%s %s: %s", request.method, request.path, error)
             if isinstance(error, UpstreamTimeout):

@@ -8,11 +8,12 @@ import json
 from aiohttp import WSMsgType, web
 
 from .errors import json_error
-from .events import reply_to
+from .events import Pace, ReadCheck, bound_link, reply_to
 from .fingerprint import fingerprint
 from .items import (
     EVENT_RETENTION,
     Item,
+    json_integer,
     parse_after,
     parse_idempotency_key,
     parse_item_id,
@@ -61,17 +62,17 @@ async def read_json(request: web.Request) -> object:
         raise ClientClosedRequest(reason="Client Closed Request") from None
     except web.RequestPayloadError:  # e.g. a body that is not in the Content-Encoding it claims
         message = "the body does not match its Content-Encoding"
-        raise unread_rest(request, json_error(web.HTTPBadRequest, "malformed_body", message)) from None
+        raise refuse_and_close(request, json_error(web.HTTPBadRequest, "malformed_body", message)) from None
     except TimeoutError:  # a client sending slowly, or not at all, must not hold a connection forever
         message = f"the body did not arrive within {settings.body_timeout:g} s"
-        raise unread_rest(request, json_error(web.HTTPRequestTimeout, "body_timeout", message)) from None
+        raise refuse_and_close(request, json_error(web.HTTPRequestTimeout, "body_timeout", message)) from None
     try:
-        return json.loads(body)
+        return json.loads(body, parse_int=json_integer)
     except (ValueError, RecursionError):
         raise json_error(web.HTTPBadRequest, "malformed_json", "the body is not valid UTF-8 JSON") from None
 
 
-def unread_rest(request: web.Request, refusal: web.HTTPException) -> web.HTTPException:
+def refuse_and_close(request: web.Request, refusal: web.HTTPException) -> web.HTTPException:
     """`refusal`, sent without reading the rest of the body (unusable or not coming), then the connection closed."""
     request.content.feed_eof()
     refusal.force_close()
@@ -100,9 +101,12 @@ async def find_item(request: web.Request) -> Item:
 
 
 async def create_item(request: web.Request) -> web.Response:
-    """POST /items: store an item (and its event), tell the subscribers. With an Idempotency-Key header, a retry
-    gets the item the key created, marked `Idempotent-Replayed: true`, and nothing is stored again."""
-    key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
+    """POST /items: store an item (and its event), tell the subscribers.
+
+    With an Idempotency-Key header, a retry gets the item the key created,
+    marked `Idempotent-Replayed: true`, and nothing is stored again.
+    """
+    key = parse_idempotency_key(request.headers.getall("Idempotency-Key", ()))
     new = parse_new_item(await read_json(request))
     if key is None:
         item, created = await request.app[STORE].add(new), True
@@ -155,20 +159,34 @@ async def upstream_status(request: web.Request) -> web.Response:
 async def events(request: web.Request) -> web.WebSocketResponse:
     """GET /events[?after=<id>] (websocket): item events as they happen, first those after `id`; answers pings."""
     after = parse_after(request.query)
-    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=WS_MAX_MESSAGE)
+    ws = web.WebSocketResponse(autoping=False, max_msg_size=WS_MAX_MESSAGE)  # pongs are the read check's
     if not ws.can_prepare(request).ok:
         raise json_error(web.HTTPBadRequest, "websocket_required", "connect with a websocket client")
     hub = request.app[HUB]
     if after is not None and after < hub.head - EVENT_RETENTION:
         hint = f"only the newest {EVENT_RETENTION} events are kept: list /items, then subscribe without 'after'"
         raise json_error(web.HTTPGone, "events_expired", hint)
+    # Past the hub's head, ask the store: another process may have written since the hub's last read.
+    if after is not None and after > hub.head and after > (newest := await hub.store.last_event_id()):
+        hint = f"no event has id {after}, the newest is {newest}: list /items, then subscribe without 'after'"
+        raise json_error(web.HTTPGone, "events_unknown", hint)
     await ws.prepare(request)
-    async with hub.subscribe(ws, request.transport, after):
+    transport = request.transport
+    if transport is not None:
+        bound_link(transport)
+    async with hub.subscribe(ws, transport, after) as subscription, ReadCheck(ws.ping, subscription) as check:
+        pace = Pace()
         try:
             async for message in ws:
+                await pace.turn()
                 if message.type is WSMsgType.ERROR:  # e.g. a frame over WS_MAX_MESSAGE: aiohttp closes with 1009
                     break
-                await ws.send_str(reply_to(message.data if message.type is WSMsgType.TEXT else None))
+                if message.type is WSMsgType.PONG:
+                    check.pong(message.data)
+                elif message.type is WSMsgType.PING:
+                    await ws.pong(message.data)
+                else:
+                    await ws.send_str(reply_to(message.data if message.type is WSMsgType.TEXT else None))
         except ConnectionError:  # the client went away mid-reply
             pass
     return ws

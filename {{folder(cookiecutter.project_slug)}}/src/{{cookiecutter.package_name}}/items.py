@@ -37,6 +37,10 @@ UNSAFE_KINDS = {
 UNSAFE_CHARACTER = re.compile("[" + re.escape("".join(UNSAFE_KINDS)) + "]")
 
 
+class StoreUnavailable(RuntimeError):
+    """The store cannot serve requests now (down, too slow or refusing); a retry later may work."""
+
+
 class ValidationError(ValueError):
     """A client sent an item or query that breaks the rules below."""
 
@@ -57,7 +61,7 @@ class NewItem:
         return hashlib.sha256(json.dumps([self.name, self.quantity]).encode()).digest()
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass takes three times as long to build, on every read
+@dataclass(slots=True)  # not frozen: a frozen dataclass is slower to build, and one is built for every item read
 class Item:
     """An item as stored, with the id the store gave it."""
 
@@ -84,16 +88,19 @@ class ItemEvent:
 
 
 class ItemStore(Protocol):
-    """Where items live: the app's store module implements this."""
+    """Where items live: the app's store module implements this, raising StoreUnavailable for every failure."""
 
     async def add(self, new: NewItem) -> Item:
         """Store a new item and return it with its id."""
         ...
 
     async def add_once(self, new: NewItem, key: str) -> tuple[Item, bool]:
-        """Store a new item under an idempotency key and return it with True; if the key was used in the last
-        IDEMPOTENCY_KEY_TTL seconds, return the item it created then with False (see `replayed`). The item and
-        the key are committed together, and one of several concurrent calls with a key creates the item."""
+        """Store a new item under an idempotency key and return it with True, or the key's item with False.
+
+        A key used in the last IDEMPOTENCY_KEY_TTL seconds gets the item it
+        created then (see `replayed`). The item and the key are committed
+        together, and of several concurrent calls with a key one creates it.
+        """
         ...
 
     async def get(self, item_id: int) -> Item | None:
@@ -109,7 +116,10 @@ class ItemStore(Protocol):
         ...
 
     async def ping(self) -> None:
-        """Return when the store can serve requests now; raise when it cannot."""
+        """Return when the store can take reads and writes now; raise StoreUnavailable saying why when it cannot.
+
+        `/ready` calls it, so it must stay cheap enough to poll every second and write nothing.
+        """
         ...
 
     async def events_after(self, after: int, limit: int) -> Sequence[ItemEvent]:
@@ -121,8 +131,10 @@ class ItemStore(Protocol):
         ...
 
     async def watch(self, wake: Callable[[], None]) -> None:
-        """Call `wake` whenever another process may have added events, until cancelled (or return at once when
-        no other process can)."""
+        """Call `wake` whenever another process may have added events, until cancelled.
+
+        Return at once when no other process can add any.
+        """
         ...
 
 
@@ -136,11 +148,25 @@ def parse_new_item(data: object) -> NewItem:
     return NewItem(name=_parse_name(data.get("name")), quantity=_parse_quantity(data.get("quantity", 0)))
 
 
-def parse_idempotency_key(value: str | None) -> str | None:
-    """The Idempotency-Key header's value, if the request has one."""
-    if value is not None and not IDEMPOTENCY_KEY.fullmatch(value):
+def parse_idempotency_key(values: Sequence[str]) -> str | None:
+    """The value of the request's Idempotency-Key header, if it has one; more than one is refused."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ValidationError("send one 'Idempotency-Key' header, not several")
+    if not IDEMPOTENCY_KEY.fullmatch(values[0]):
         raise ValidationError("'Idempotency-Key' must be 1 to 255 visible ASCII characters")
-    return value
+    return values[0]
+
+
+def json_integer(text: str) -> int:
+    """An integer of a JSON body; one with more digits than any field allows is read as ±(ID_MAX + 1).
+
+    So its field answers with its range, and no time goes into converting thousands of digits.
+    """
+    if len(text) <= ID_MAX_DIGITS:
+        return int(text)
+    return -(ID_MAX + 1) if text.startswith("-") else ID_MAX + 1
 
 
 def replayed(new: NewItem, digest: bytes, item_id: int) -> Item:

@@ -1,15 +1,16 @@
-"""Service settings, read from the environment in one place."""
+"""Service settings: each declared once, with its default, its rule and its meaning, and read from the environment."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
-N = TypeVar("N", int, float)
+T = TypeVar("T")
 HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
 
 
@@ -17,85 +18,181 @@ class SettingsError(ValueError):
     """An environment variable holds a value the service cannot use."""
 
 
+class Rule(Protocol):
+    """What a variable may hold: how its text becomes a value, and how a value is written."""
+
+    @property
+    def allowed(self) -> str:
+        """What a value must be, as the error says it: "a number from 1 to 65535"."""
+        ...
+
+    def parse(self, text: str) -> Any:
+        """The value `text` stands for; ValueError when it breaks the rule."""
+        ...
+
+    def show(self, value: Any) -> str:
+        """`value` as it is written in the environment."""
+        ...
+
+
+@dataclass(frozen=True)
+class Number:
+    """A whole number (`kind` int) or a decimal one (float), from `low` to `high`."""
+
+    kind: type[int] | type[float]
+    low: int | float
+    high: int | float
+
+    @property
+    def allowed(self) -> str:
+        return f"a number from {self.low} to {self.high}"
+
+    def parse(self, text: str) -> int | float:
+        value = self.kind(text)
+        if not self.low <= value <= self.high:
+            raise ValueError(text)
+        return value
+
+    def show(self, value: int | float) -> str:
+        return str(int(value)) if float(value).is_integer() else str(value)
+
+
+class Text:
+    """Any text (a URL: the code that uses it says what is wrong with it)."""
+
+    allowed = "text"
+
+    def parse(self, text: str) -> str:
+        return text
+
+    def show(self, value: str) -> str:
+        return value
+
+
+@dataclass(frozen=True)
+class OneOf(Text):
+    """One of a few words."""
+
+    options: tuple[str, ...]
+
+    @property
+    def allowed(self) -> str:  # type: ignore[override]
+        return f"one of {', '.join(self.options)}"
+
+    def parse(self, text: str) -> str:
+        if text not in self.options:
+            raise ValueError(text)
+        return text
+
+
+class Host(Text):
+    """An IP address, or a host name that is not numbers alone (999.1.1.1 is a typo, not a name)."""
+
+    allowed = "an IP address or a host name"
+
+    def parse(self, text: str) -> str:
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            if len(text) > 253 or not HOST_NAME.fullmatch(text) or text.replace(".", "").isdigit():
+                raise
+        return text
+
+
+class Switch:
+    """`on` or `off`, read as True or False."""
+
+    WORDS = OneOf(("on", "off"))
+    allowed = WORDS.allowed
+
+    def parse(self, text: str) -> bool:
+        return self.WORDS.parse(text) == "on"
+
+    def show(self, value: bool) -> str:
+        return "on" if value else "off"
+
+
+SECONDS = Number(float, 0.001, 600)
+{%- if cookiecutter.database != "none" %}
+# A database timeout starts at a tenth of a second: a statement's round trip on a busy machine must fit in it, or
+# the service could not even start (its start-up reads the store under the same timeout).
+DATABASE_SECONDS = Number(float, 0.1, 600)
+{%- endif %}
+BYTES = Number(int, 1, 2**30)
+
+
+def setting(default: T, rule: Rule, meaning: str) -> T:
+    """A field of Settings: its default, the rule its variable follows, and what it means (the README's words)."""
+    return dataclasses.field(default=default, metadata={"rule": rule, "meaning": meaning})
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything the service reads from its environment."""
+    """Everything the service reads from its environment: each field from the variable of its name in capitals."""
 
-    host: str = "127.0.0.1"
-    port: int = 8080
+    host: str = setting(
+        "127.0.0.1", Host(), "where to listen (use `HOST=0.0.0.0` only behind a firewall or in a container)"
+    )
+    port: int = setting(8080, Number(int, 1, 65535), "the port to listen on")
 {%- if cookiecutter.database == "sqlite" %}
-    database_url: str = "sqlite:///./data/app.db"
+    database_url: str = setting(
+        "sqlite:///./data/app.db",
+        Text(),
+        "the SQLite file; its folder is created, the schema is migrated at start-up",
+    )
+    database_timeout: float = setting(
+        5.0,
+        DATABASE_SECONDS,
+        "seconds a write waits for its turn, then as long for the file's lock (another process may hold it), "
+        "before it answers 503",
+    )
 {%- elif cookiecutter.database == "postgresql" %}
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/{{ cookiecutter.package_name }}"
-    database_pool_timeout: float = 2.0
+    database_url: str = setting(
+        "postgresql://postgres@127.0.0.1:5432/{{ cookiecutter.package_name }}",
+        Text(),
+        "the database; the schema is migrated at start-up",
+    )
+    database_timeout: float = setting(
+        5.0,
+        DATABASE_SECONDS,
+        "seconds a statement may run before it answers 503; the server stops it then too (migrations at start-up "
+        "have no limit)",
+    )
+    database_pool_timeout: float = setting(
+        2.0, DATABASE_SECONDS, "seconds a request waits for a connection from the pool before it answers 503"
+    )
 {%- endif %}
-{%- if cookiecutter.database != "none" %}
-    database_timeout: float = 5.0
-{%- endif %}
-    upstream_url: str = "http://127.0.0.1:9000/status"
-    upstream_timeout: float = 5.0
-    upstream_max_bytes: int = 1024 * 1024
-    max_body_bytes: int = 64 * 1024
-    body_timeout: float = 15.0
-    keepalive_timeout: float = 75.0
-    log_format: str = "text"
-    log_level: str = "INFO"
-    access_log: bool = True
+    upstream_url: str = setting("http://127.0.0.1:9000/status", Text(), "the upstream service `GET /upstream` calls")
+    upstream_timeout: float = setting(5.0, SECONDS, "seconds before an upstream call answers 504")
+    upstream_max_bytes: int = setting(
+        1024 * 1024, BYTES, "a larger upstream answer gets 502, read no further than that"
+    )
+    max_body_bytes: int = setting(64 * 1024, BYTES, "larger request bodies get 413")
+    body_timeout: float = setting(
+        15.0,
+        SECONDS,
+        "seconds a client gets to send a request body; slower ones get 408 and the connection is closed",
+    )
+    keepalive_timeout: float = setting(
+        75.0,
+        Number(float, 0.001, 3600),
+        "seconds a connection may go without sending a whole request (its headers included) before it is closed; "
+        "keep it above your load balancer's idle timeout",
+    )
+    log_format: str = setting("text", OneOf(("text", "json")), "`json` gives one JSON object per line")
+    log_level: str = setting("INFO", OneOf(("DEBUG", "INFO", "WARNING", "ERROR")), "the least severe lines logged")
+    access_log: bool = setting(True, Switch(), "`off`: no access lines (see Logs)")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        """Build settings from the variables listed in .env.example; unset ones keep their defaults."""
-        defaults = cls()
-        return cls(
-            host=_host(env, "HOST", defaults.host),
-            port=_number(env, "PORT", defaults.port, int, 1, 65535),
-{%- if cookiecutter.database != "none" %}
-            database_url=env.get("DATABASE_URL", defaults.database_url),
-            database_timeout=_number(env, "DATABASE_TIMEOUT", defaults.database_timeout, float, 0.001, 600),
-{%- endif %}
-{%- if cookiecutter.database == "postgresql" %}
-            database_pool_timeout=_number(
-                env, "DATABASE_POOL_TIMEOUT", defaults.database_pool_timeout, float, 0.001, 600
-            ),
-{%- endif %}
-            upstream_url=env.get("UPSTREAM_URL", defaults.upstream_url),
-            upstream_timeout=_number(env, "UPSTREAM_TIMEOUT", defaults.upstream_timeout, float, 0.001, 600),
-            upstream_max_bytes=_number(env, "UPSTREAM_MAX_BYTES", defaults.upstream_max_bytes, int, 1, 2**30),
-            max_body_bytes=_number(env, "MAX_BODY_BYTES", defaults.max_body_bytes, int, 1, 2**30),
-            body_timeout=_number(env, "BODY_TIMEOUT", defaults.body_timeout, float, 0.001, 600),
-            keepalive_timeout=_number(env, "KEEPALIVE_TIMEOUT", defaults.keepalive_timeout, float, 0.001, 3600),
-            log_format=_choice(env, "LOG_FORMAT", defaults.log_format, ("text", "json")),
-            log_level=_choice(env, "LOG_LEVEL", defaults.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
-            access_log=_choice(env, "ACCESS_LOG", "on" if defaults.access_log else "off", ("on", "off")) == "on",
-        )
-
-
-def _number(env: Mapping[str, str], key: str, default: N, kind: type[N], low: N, high: N) -> N:
-    text = env.get(key)
-    if text is None:
-        return default
-    try:
-        value = kind(text)
-    except ValueError:
-        raise SettingsError(f"{key} must be a number from {low} to {high}, got {text!r}") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{key} must be a number from {low} to {high}, got {text!r}")
-    return value
-
-
-def _host(env: Mapping[str, str], key: str, default: str) -> str:
-    """An IP address, or a host name that is not numbers alone (999.1.1.1 is a typo, not a name)."""
-    host = env.get(key, default)
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if len(host) > 253 or not HOST_NAME.fullmatch(host) or host.replace(".", "").isdigit():
-            raise SettingsError(f"{key} must be an IP address or a host name, got {host!r}") from None
-    return host
-
-
-def _choice(env: Mapping[str, str], key: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = env.get(key, default)
-    if value not in allowed:
-        raise SettingsError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
-    return value
+        """Settings from the variables that are set; the others keep their defaults."""
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            name = field.name.upper()
+            if (text := env.get(name)) is not None:
+                rule: Rule = field.metadata["rule"]
+                try:
+                    values[field.name] = rule.parse(text)
+                except ValueError:
+                    raise SettingsError(f"{name} must be {rule.allowed}, got {text!r}") from None
+        return cls(**values)

@@ -3,10 +3,13 @@
 The store borrows a connection per call through an `acquire` function (the
 pool's own in the service, which gives up after DATABASE_POOL_TIMEOUT), and
 every statement commits on its own and may run for DATABASE_TIMEOUT: with a
-server that stopped answering, every request gets its 503 within the two. A
-write's event is added by a trigger in the same transaction, which also
-sends a NOTIFY (migrations/postgresql/0002_create_events.sql); every process
-LISTENs on a connection of its own, and catches up whenever it reconnects.
+server that stopped answering, every request gets its 503 within the two.
+Once a statement's answer is in hand it is what the caller gets, whatever
+happens to the connection next; a write whose connection is lost before its
+answer came gets a 503 that says it may have been done. A write's event is
+added by a trigger in the same transaction, which also sends a NOTIFY
+(migrations/postgresql/0002_create_events.sql); every process LISTENs on a
+connection of its own, and catches up whenever it reconnects.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from aiohttp import web
 from asyncpg.pool import PoolConnectionProxy
 
 from . import migrations
-from .items import IDEMPOTENCY_KEY_TTL, Item, ItemEvent, NewItem, replayed
+from .items import IDEMPOTENCY_KEY_TTL, Item, ItemEvent, NewItem, StoreUnavailable, replayed
 from .keys import SETTINGS, STORE
 from .settings import Settings
 
@@ -39,25 +42,53 @@ RECONNECT_DELAY = (0.1, 5.0)  # seconds before the listener reconnects: first, t
 # server that vanished) would never be noticed: after this many quiet seconds it asks the server to answer, within
 # CONNECT_TIMEOUT, or reconnects (and catches up).
 LISTENER_CHECK_EVERY = 10.0
+IDLE_SESSION_TIMEOUT_SINCE = (14, 0)  # the server version that can end idle sessions (and so the listener's)
 
 log = logging.getLogger(__name__)
 
 # Server errors, a closed or broken connection (InternalClientError: a connection cut mid-query), no route.
 CONNECTION_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError)
+# The server's errors that end the session: a statement they stop may have committed just before.
+SESSION_ENDED = (asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, asyncpg.PostgresConnectionError)
+# What asyncpg raises for a URL it cannot use (a port that is not a number or out of range, a broken IPv6 address).
+UNUSABLE_URL = (ValueError, OverflowError)
 
 
-class DatabaseUnavailable(RuntimeError):
-    """The database cannot be reached or refuses the operation right now."""
+def said(error: Exception) -> str:
+    """What a driver error says, or its kind when it says nothing."""
+    return str(error) or type(error).__name__
 
 
-def unavailable(error: Exception) -> DatabaseUnavailable:
-    """The DatabaseUnavailable that reports a driver error."""
-    return DatabaseUnavailable(f"postgresql: {str(error) or type(error).__name__}")
+def unavailable(error: Exception) -> StoreUnavailable:
+    """The StoreUnavailable that reports a driver error."""
+    return StoreUnavailable(f"postgresql: {said(error)}")
+
+
+def refused(error: Exception) -> bool:
+    """Whether a statement that failed with `error` certainly changed nothing: the server refused it, session intact."""
+    return isinstance(error, asyncpg.PostgresError) and not isinstance(error, SESSION_ENDED)
+
+
+def unanswered(what: str, if_lost: str | None) -> StoreUnavailable:
+    """The StoreUnavailable for a statement whose answer never came; a write's adds `if_lost`: it may have committed."""
+    return StoreUnavailable(f"postgresql: {what}; {if_lost}" if if_lost else f"postgresql: {what}")
+
+
+async def give_back(lease: AbstractAsyncContextManager[Connection]) -> None:
+    """Return a borrowed connection; a failure is logged, never raised.
+
+    By then the statement's answer (or its error) is in hand, and it is what
+    the caller gets; the pool replaces a connection that broke.
+    """
+    try:
+        await lease.__aexit__(None, None, None)
+    except CONNECTION_ERRORS as error:
+        log.warning("postgresql: a connection broke as it was given back (%s); the answer stands", said(error))
 
 
 @contextlib.contextmanager
 def database_errors() -> Iterator[None]:
-    """Turn the driver's errors into DatabaseUnavailable (at start-up; queries use a plain try, 10x cheaper)."""
+    """Turn the driver's errors into StoreUnavailable (at start-up: queries use a plain try, which costs less)."""
     try:
         yield
     except CONNECTION_ERRORS as error:
@@ -97,40 +128,67 @@ INSERT INTO items (id, name, quantity) OVERRIDING SYSTEM VALUE SELECT item_id, $
 RETURNING id, name, quantity
 """
 USED_KEY = "SELECT digest, item_id FROM idempotency_keys WHERE key = $1"
+# Whether a write would be refused (a standby, or default_transaction_read_only), in one round trip that writes
+# nothing. It reads the items table too, none of its rows: a schema change that locks it keeps the service unready.
+PING = "SELECT current_setting('transaction_read_only') = 'on', EXISTS (SELECT FROM items WHERE false)"
+# What a 503 adds when a write's connection was lost before its answer came.
+MAY_BE_STORED = "the item may have been stored: retry with the same Idempotency-Key, which stores it once"
+MAY_BE_STORED_NO_KEY = "the item may have been stored: look for it before sending it again"
+MAY_BE_DELETED = "the item may have been deleted: a retry answers 404 if it was"
 
 
 class PostgresItemStore:
     """The items table, reached through borrowed connections."""
 
     def __init__(self, acquire: Acquire, settings: Settings, listen_url: str | None = None) -> None:
-        """`acquire` should give up after settings.database_pool_timeout; `listen_url`: where `watch` LISTENs for
-        events (None: watch returns, no other process writes)."""
+        """Borrow connections from `acquire`, which should give up after settings.database_pool_timeout.
+
+        `listen_url` is where `watch` LISTENs for events (None: no other
+        process writes, and `watch` returns at once).
+        """
         self._acquire = acquire
         self._timeout = settings.database_timeout
         self._pool_timeout = settings.database_pool_timeout
         self._listen_url = listen_url
 
     async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
+        """The rows of a statement that only reads."""
+        return await self._run(sql, args, if_lost=None)
+
+    async def _write(self, if_lost: str, sql: str, *args: object) -> list[asyncpg.Record]:
+        """The rows of a statement that writes; `if_lost` says what may have happened when its answer never came."""
+        return await self._run(sql, args, if_lost)
+
+    async def _run(self, sql: str, args: Sequence[object], if_lost: str | None) -> list[asyncpg.Record]:
+        """The rows of `sql` on a borrowed connection, or StoreUnavailable saying why there are none."""
+        lease = self._acquire()
         try:
-            async with self._acquire() as connection:
-                try:
-                    return await connection.fetch(sql, *args, timeout=self._timeout)
-                except TimeoutError:
-                    connection.terminate()  # it may never answer: close it now rather than wait to reset it
-                    raise DatabaseUnavailable(f"postgresql: no answer within {self._timeout} s") from None
+            connection = await lease.__aenter__()
         except TimeoutError:
-            raise DatabaseUnavailable(f"postgresql: no connection within {self._pool_timeout} s") from None
+            raise StoreUnavailable(f"postgresql: no connection within {self._pool_timeout} s") from None
         except CONNECTION_ERRORS as error:
             raise unavailable(error) from error
+        try:
+            return await connection.fetch(sql, *args, timeout=self._timeout)
+        except TimeoutError:
+            connection.terminate()  # it may never answer: close it now rather than wait to reset it
+            raise unanswered(f"no answer within {self._timeout} s", if_lost) from None
+        except CONNECTION_ERRORS as error:
+            if refused(error):
+                raise unavailable(error) from error
+            raise unanswered(f"the connection was lost before the answer came ({said(error)})", if_lost) from error
+        finally:
+            await give_back(lease)
 
     async def add(self, new: NewItem) -> Item:
         sql = "INSERT INTO items (name, quantity) VALUES ($1, $2) RETURNING id, name, quantity"
-        [row] = await self._fetch(sql, new.name, new.quantity)
+        [row] = await self._write(MAY_BE_STORED_NO_KEY, sql, new.name, new.quantity)
         return Item(*row)
 
     async def add_once(self, new: NewItem, key: str) -> tuple[Item, bool]:
+        args = (key, new.digest(), new.name, new.quantity, IDEMPOTENCY_KEY_TTL)
         while True:  # again only when the key in use expired and was forgotten in between
-            for row in await self._fetch(ADD_ONCE, key, new.digest(), new.name, new.quantity, IDEMPOTENCY_KEY_TTL):
+            for row in await self._write(MAY_BE_STORED, ADD_ONCE, *args):
                 return Item(*row), True
             for digest, item_id in await self._fetch(USED_KEY, key):
                 return replayed(new, digest, item_id), False
@@ -145,13 +203,19 @@ class PostgresItemStore:
         return [Item(*row) for row in await self._fetch(sql, limit, offset)]
 
     async def delete(self, item_id: int) -> Item | None:
-        for row in await self._fetch("DELETE FROM items WHERE id = $1 RETURNING id, name, quantity", item_id):
+        sql = "DELETE FROM items WHERE id = $1 RETURNING id, name, quantity"
+        for row in await self._write(MAY_BE_DELETED, sql, item_id):
             return Item(*row)
         return None
 
     async def ping(self) -> None:
-        """Check that the items table answers."""
-        await self._fetch("SELECT 1 FROM items LIMIT 0")
+        """Check that the items table answers and that the database takes writes."""
+        [[read_only, _]] = await self._fetch(PING)
+        if read_only:
+            raise StoreUnavailable(
+                "postgresql: the database takes no writes (transaction_read_only is on: "
+                "a standby, or default_transaction_read_only)"
+            )
 
     async def events_after(self, after: int, limit: int) -> Sequence[ItemEvent]:
         sql = "SELECT id, type, item_id, name, quantity FROM events WHERE id > $1 ORDER BY id LIMIT $2"
@@ -162,14 +226,17 @@ class PostgresItemStore:
         return int(last)
 
     async def watch(self, wake: Callable[[], None]) -> None:
-        """LISTEN for the events trigger's NOTIFY on a connection of its own; reconnect (and catch up) when it is
-        lost, sooner first, then less and less often."""
+        """LISTEN for the events trigger's NOTIFY on a connection of its own.
+
+        When it is lost, reconnect (and catch up): soon at first, then less
+        and less often.
+        """
         if self._listen_url is None:
             return
         delay = RECONNECT_DELAY[0]
         while True:
             try:
-                connection = await connect_whole(self._listen_url)
+                connection = await connect_cleanly(self._listen_url)
             except CONNECTION_ERRORS as error:
                 log.warning("event listener: %s; retrying in %.1f s", unavailable(error), delay)
                 await asyncio.sleep(delay)
@@ -184,10 +251,13 @@ class PostgresItemStore:
                 connection.terminate()  # closed already, or a connection in an unknown state
 
 
-async def connect_whole(url: str) -> asyncpg.Connection:
-    """A new connection to `url`. Cancelled, it first lets the attempt end (and closes what it made): asyncpg
-    cancelled during its TLS negotiation leaves a future with an exception nobody retrieves, which asyncio then
-    logs as an error with a traceback (a service whose port is taken would not stop with one line)."""
+async def connect_cleanly(url: str) -> asyncpg.Connection:
+    """A new connection to `url`; cancelled, it lets the attempt end and closes what it made.
+
+    asyncpg cancelled during its TLS negotiation leaves a future with an
+    exception nobody retrieves, which asyncio then logs as an error with a
+    traceback (a service whose port is taken would not stop with one line).
+    """
     attempt = asyncio.ensure_future(asyncpg.connect(url, timeout=CONNECT_TIMEOUT))
     try:
         return await asyncio.shield(attempt)
@@ -198,10 +268,14 @@ async def connect_whole(url: str) -> asyncpg.Connection:
 
 
 async def listen(connection: asyncpg.Connection, wake: Callable[[], None]) -> None:
-    """Call `wake` on every event NOTIFY, and once at the start (to catch up); return when the connection is lost,
-    raise TimeoutError when it stops answering."""
+    """Call `wake` on every event NOTIFY, and once at the start (to catch up).
+
+    Return when the connection is lost; raise TimeoutError when it stops answering.
+    """
     lost = asyncio.Event()
     connection.add_termination_listener(lambda _: lost.set())
+    if connection.get_server_version() >= IDLE_SESSION_TIMEOUT_SINCE:
+        await connection.execute("SET idle_session_timeout = 0")  # it waits in silence by design: never idle
     await connection.add_listener(EVENT_CHANNEL, lambda *_: wake())
     wake()
     while not lost.is_set():
@@ -212,13 +286,27 @@ async def listen(connection: asyncpg.Connection, wake: Callable[[], None]) -> No
     log.warning("event listener: the connection was closed; reconnecting")
 
 
+async def connect_to_migrate(url: str) -> asyncpg.Connection:
+    """A connection to DATABASE_URL without the statement timeouts: a schema change may take as long as it needs.
+
+    An empty or unusable URL is refused with StoreUnavailable saying why (empty, asyncpg would connect wherever its
+    defaults and the PG* variables point: another database than meant).
+    """
+    if not url:
+        raise StoreUnavailable("postgresql: DATABASE_URL is empty; set it to a URL such as postgresql://user@host/name")
+    try:
+        return await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
+    except UNUSABLE_URL as error:
+        raise StoreUnavailable(f"postgresql: DATABASE_URL cannot be used: {error}") from None
+    except CONNECTION_ERRORS as error:
+        raise unavailable(error) from error
+
+
 async def store_context(app: web.Application) -> AsyncIterator[None]:
     """Migrate DATABASE_URL, open a pool to it, close the pool at exit."""
     settings = app[SETTINGS]
     url = settings.database_url
-    with database_errors():
-        # Migrations get a connection without the statement timeouts: a schema change may take as long as it needs.
-        migrator = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
+    migrator = await connect_to_migrate(url)
     try:
         await migrate(migrator)
     finally:

@@ -8,15 +8,20 @@ up to DATABASE_TIMEOUT for the file's write lock, so while another process
 holds the lock every write gets its 503 within twice that (queued behind each
 other in the connection's thread, the tenth would wait ten). Processes sharing the
 file learn of each other's events by polling for new ids every
-EVENT_POLL_INTERVAL seconds.
+EVENT_POLL_INTERVAL seconds. Ready means a write would be taken: the file
+system is neither read-only nor full, and SQLite takes the write lock for a
+statement that changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
+import sys
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -24,36 +29,48 @@ import aiosqlite
 from aiohttp import web
 
 from . import migrations
-from .items import IDEMPOTENCY_KEY_TTL, Item, ItemEvent, NewItem, replayed
+from .items import IDEMPOTENCY_KEY_TTL, Item, ItemEvent, NewItem, StoreUnavailable, replayed
 from .keys import SETTINGS, STORE
 from .settings import Settings
 
 URL_PREFIX = "sqlite:///"
 EVENT_POLL_INTERVAL = 0.1  # seconds: the longest another process's event waits to be seen here (a cheap query)
-
-
-class DatabaseUnavailable(RuntimeError):
-    """The database file cannot be opened, read or written right now."""
+MIN_FREE_BYTES = 1024 * 1024  # free disk /ready asks for: the few pages a write adds to the WAL, many times over
+# Takes the write lock and changes nothing: SQLite refuses it as it would a write (a file it could open read-only
+# only, a lock another connection holds past the busy timeout), and a success writes nothing to disk.
+WRITE_PROBE = "UPDATE schema_migrations SET version = version WHERE false"
+Statvfs = Callable[[str], "os.statvfs_result"]
+STATVFS: Statvfs | None = None if sys.platform == "win32" else os.statvfs  # Windows has none: no disk check there
 
 
 def sqlite_path(url: str) -> str:
     """The file path in a `sqlite:///relative/path` or `sqlite:////absolute/path` URL."""
     if not url.startswith(URL_PREFIX) or url == URL_PREFIX:
-        raise DatabaseUnavailable(f"DATABASE_URL must look like sqlite:///./data/app.db, got {url!r}")
+        raise StoreUnavailable(f"DATABASE_URL must look like sqlite:///./data/app.db, got {url!r}")
     return url.removeprefix(URL_PREFIX)
 
 
 DRIVER_ERRORS = (sqlite3.Error, OSError, ValueError)  # ValueError: the connection is closed
 
 
-def unavailable(error: Exception) -> DatabaseUnavailable:
-    """The DatabaseUnavailable that reports a driver error."""
-    return DatabaseUnavailable(f"sqlite: {error}")
+def unavailable(error: Exception) -> StoreUnavailable:
+    """The StoreUnavailable that reports a driver error."""
+    return StoreUnavailable(f"sqlite: {error}")
+
+
+def check_file_system(folder: Path, statvfs: Statvfs) -> None:
+    """Raise StoreUnavailable if the file system holding `folder` would refuse a write now: read-only, or full."""
+    usage = statvfs(str(folder))
+    if usage.f_flag & os.ST_RDONLY:
+        raise StoreUnavailable(f"sqlite: {folder} is on a read-only file system")
+    free = usage.f_frsize * (usage.f_bfree if os.geteuid() == 0 else usage.f_bavail)  # root may use the reserve
+    if free < MIN_FREE_BYTES:
+        raise StoreUnavailable(f"sqlite: disk full: {free} bytes free for {folder}, a write may need {MIN_FREE_BYTES}")
 
 
 @contextlib.contextmanager
 def database_errors() -> Iterator[None]:
-    """Turn the driver's errors into DatabaseUnavailable (at start-up; queries use a plain try, 10x cheaper)."""
+    """Turn the driver's errors into StoreUnavailable (at start-up: queries use a plain try, which costs less)."""
     try:
         yield
     except DRIVER_ERRORS as error:
@@ -61,8 +78,10 @@ def database_errors() -> Iterator[None]:
 
 
 async def connect(url: str, lock_timeout: float) -> aiosqlite.Connection:
-    """Open the database file (creating its folder) in autocommit, WAL mode; a statement waits up to `lock_timeout`
-    seconds for another connection's lock."""
+    """Open the database file (creating its folder) in autocommit, WAL mode.
+
+    A statement waits up to `lock_timeout` seconds for another connection's lock.
+    """
     path = sqlite_path(url)
     with database_errors():
         if path != ":memory:":
@@ -98,13 +117,23 @@ ADD_ONCE = "INSERT INTO keyed_items (key, digest, name, quantity, created_at, ex
 USED_KEY = "SELECT digest, item_id FROM idempotency_keys WHERE key = ?"
 
 
-class SqliteItemStore:
-    """The items table of one open SQLite connection."""
+# One write at a time per connection, whichever store it is for: a second resource's store on the same
+# connection waits for the same turn, not behind it in the connection's thread.
+WRITE_TURNS: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = weakref.WeakKeyDictionary()
 
-    def __init__(self, connection: aiosqlite.Connection, settings: Settings) -> None:
+
+class SqliteItemStore:
+    """The items table of one open SQLite connection.
+
+    `statvfs` tells the state of the file system holding DATABASE_URL's file (None: not checked).
+    """
+
+    def __init__(self, connection: aiosqlite.Connection, settings: Settings, statvfs: Statvfs | None = STATVFS) -> None:
         self._connection = connection
         self._timeout = settings.database_timeout
-        self._writing = asyncio.Lock()
+        self._writing = WRITE_TURNS.setdefault(connection, asyncio.Lock())
+        self._folder = Path(sqlite_path(settings.database_url)).parent
+        self._statvfs = statvfs
 
     async def _fetch(self, sql: str, parameters: tuple[object, ...]) -> Iterable[sqlite3.Row]:
         try:
@@ -120,7 +149,7 @@ class SqliteItemStore:
                 async with asyncio.timeout(self._timeout):
                     await self._writing.acquire()
             except TimeoutError:
-                raise DatabaseUnavailable(f"sqlite: database busy: no turn to write within {self._timeout} s") from None
+                raise StoreUnavailable(f"sqlite: database busy: no turn to write within {self._timeout} s") from None
         else:
             await self._writing.acquire()
         try:
@@ -167,10 +196,12 @@ class SqliteItemStore:
         return None
 
     async def ping(self) -> None:
-        """Check that the file takes writes: take the write lock and let it go, in one script."""
+        """Check that a write would be taken, writing nothing: by the file system, then by SQLite."""
+        if self._statvfs is not None:
+            with database_errors():
+                await asyncio.to_thread(check_file_system, self._folder, self._statvfs)
         async with self._turn_to_write():
-            with database_errors():  # one script, so no other caller's statement lands in between
-                await self._connection.executescript("BEGIN IMMEDIATE; ROLLBACK;")
+            await self._fetch(WRITE_PROBE, ())
 
     async def events_after(self, after: int, limit: int) -> Sequence[ItemEvent]:
         sql = "SELECT id, type, item_id, name, quantity FROM events WHERE id > ? ORDER BY id LIMIT ?"

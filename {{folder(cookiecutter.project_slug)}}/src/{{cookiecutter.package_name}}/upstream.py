@@ -34,8 +34,10 @@ async def upstream_context(app: web.Application) -> AsyncIterator[None]:
 async def fetch_status(
     session: aiohttp.ClientSession, url: str, *, max_bytes: int = DEFAULT_MAX_BYTES, request_id: str | None = None
 ) -> dict[str, object]:
-    """GET the upstream's JSON status object (passing on `request_id`), refusing an answer over `max_bytes` without
-    reading more of it."""
+    """GET the upstream's JSON status object, passing on `request_id`.
+
+    An answer over `max_bytes` is refused, and no more of it is read.
+    """
     headers = {REQUEST_ID_HEADER: request_id} if request_id is not None else None
     try:
         async with session.get(url, headers=headers) as response:

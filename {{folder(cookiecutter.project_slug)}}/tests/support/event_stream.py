@@ -52,8 +52,10 @@ class EventStream:
 
 @asynccontextmanager
 async def subscribed(session: aiohttp.ClientSession, url: str, after: int | None = None) -> AsyncIterator[EventStream]:
-    """A subscriber to `url`/events (first sent the events after id `after`, if given), yielded once the service
-    has registered it (it answered a ping); closed at exit."""
+    """A subscriber to `url`/events, yielded once the service has registered it; closed at exit.
+
+    It is first sent the events after id `after`, if given. The service has registered it once it answered a ping.
+    """
     params = {} if after is None else {"after": str(after)}
     async with asyncio.timeout(WAIT):
         ws = await session.ws_connect(f"{url}/events", params=params)

@@ -7,7 +7,6 @@ import json
 
 from aiohttp import web
 
-SLOW_SECONDS = 5.0
 BIG_BODY = json.dumps({"status": "ok", "padding": "x" * 256 * 1024}).encode()  # a JSON object of 256 KiB and a bit
 CHUNK = 16 * 1024
 
@@ -28,13 +27,22 @@ async def delayed(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "delayed_ms": milliseconds})
 
 
-async def slow(request: web.Request) -> web.Response:
-    await asyncio.sleep(SLOW_SECONDS)
-    return web.json_response({"status": "late"})
+async def never_answers(request: web.Request) -> web.Response:
+    """Waits until the caller gives up (the server cancels a handler whose client went away).
+
+    A timeout that must fire then never races a slow answer.
+    """
+    answer: asyncio.Future[web.Response] = asyncio.get_running_loop().create_future()  # that nothing resolves
+    return await answer
 
 
 async def server_error(request: web.Request) -> web.Response:
     return web.json_response({"error": "boom"}, status=503)
+
+
+async def client_error(request: web.Request) -> web.Response:
+    """A 4xx with a JSON object body: relaying it as a success would go unnoticed by a parser."""
+    return web.json_response({"status": "no such thing"}, status=404)
 
 
 async def garbage(request: web.Request) -> web.Response:
@@ -68,12 +76,11 @@ async def big_chunked(request: web.Request) -> web.StreamResponse:
 
 
 async def big_stalled(request: web.Request) -> web.StreamResponse:
-    """Announces BIG_BODY in Content-Length, then sends nothing for SLOW_SECONDS."""
+    """Announces BIG_BODY in Content-Length, then sends nothing until the caller gives up."""
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     response.content_length = len(BIG_BODY)
     await response.prepare(request)
-    await asyncio.sleep(SLOW_SECONDS)
-    return response
+    return await never_answers(request)
 
 
 def fake_upstream() -> web.Application:
@@ -82,8 +89,9 @@ def fake_upstream() -> web.Application:
     app.router.add_get("/status", status)
     app.router.add_get("/request-id", request_id)
     app.router.add_get(r"/delayed/{milliseconds:\d+}", delayed)
-    app.router.add_get("/slow", slow)
+    app.router.add_get("/slow", never_answers)
     app.router.add_get("/error", server_error)
+    app.router.add_get("/missing", client_error)
     app.router.add_get("/garbage", garbage)
     app.router.add_get("/list", not_an_object)
     app.router.add_get("/reset", reset)

@@ -29,10 +29,14 @@ class Gunicorn(Service):
     """gunicorn's master process, where it listens, and its access log: `<worker pid> <request line> <status> <id>`."""
 
     access_log: Path
+    ANNOUNCES = "Listening at: {url}"
 
     async def wait_for_workers(self, count: int) -> None:
-        """Return once `count` different workers have answered: each boots on its own, one later than another on a
-        busy machine, and until then the first takes every connection."""
+        """Return once `count` different workers have answered.
+
+        Each boots on its own, one later than another on a busy machine, and until then the first takes every
+        connection.
+        """
         answered: set[str] = set()
         async with asyncio.timeout(START_TIMEOUT):
             while len(answered) < count:
@@ -40,8 +44,11 @@ class Gunicorn(Service):
                     answered.add(await self.worker_of(session))
 
     async def worker_of(self, session: aiohttp.ClientSession) -> str:
-        """The pid of the worker holding `session`'s connection (give it a connector with limit=1: a websocket
-        opened next in `session` then reuses that connection, and so that worker)."""
+        """The pid of the worker holding `session`'s connection.
+
+        Give `session` a connector with limit=1: a websocket opened next in it then reuses that connection, and so
+        that worker.
+        """
         probe = uuid.uuid4().hex
         async with session.get(f"{self.url}/health", headers={"X-Request-ID": probe}) as response:
             assert response.status == 200

@@ -1,5 +1,7 @@
-"""PostgreSQL fixtures: databases of their own on TEST_DATABASE_URL's server, each test inside a rolled-back
-transaction."""
+"""PostgreSQL fixtures: databases of their own on TEST_DATABASE_URL's server.
+
+Each test runs inside a rolled-back transaction.
+"""
 
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ async def new_database(server: asyncpg.Connection) -> AsyncIterator[NewDatabase]
     """Session scope: `await new_database()` is the URL of a new, empty database on the server.
 
     Each is dropped at the end of the run, not of its test: by then nothing is connected to it, while a drop that
-    has to cut connections (an app or a service process still closing) waits 0.1 s for them, every time.
+    has to cut connections (an app or a service process still closing) waits for them, every time.
     """
     names: list[str] = []
 
@@ -149,8 +151,8 @@ async def scratch_database_url(new_database: NewDatabase) -> str:
 async def service_env(server: asyncpg.Connection, scratch_database_url: str) -> dict[str, str]:
     """Function scope: environment for a real service process (or an app of the test's own) on an empty database.
 
-    The run's scratch database, emptied for each test: its schema dropped and made again (0.01 s; a new database
-    takes 0.1 s). Anything still connected from an earlier test is cut off first, so no lock it holds is waited for.
+    The run's scratch database, emptied for each test: its schema dropped and made again, quicker than a new
+    database. Anything still connected from an earlier test is cut off first, so no lock it holds is waited for.
     """
     name = urlsplit(scratch_database_url).path.lstrip("/")
     await server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')  # a fault test may have closed it

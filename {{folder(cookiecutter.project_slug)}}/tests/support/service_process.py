@@ -10,7 +10,8 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import aiohttp
 
@@ -26,24 +27,45 @@ DEBUG_MODE_NOTE = re.compile(
 
 @dataclass
 class Service:
-    """A running service process and where it listens."""
+    """A running service process, where it listens, and what it has written to stderr so far."""
 
     process: asyncio.subprocess.Process
     url: str
+    said: bytearray = field(default_factory=bytearray, init=False)
+    # The stderr line by which the process says it listens at `url`: an answer there before it may be another's.
+    ANNOUNCES: ClassVar[str] = "serving on {url}"
+
+    async def announced(self) -> None:
+        """Read stderr up to the line saying the process listens at `url`; fail, quoting it, if it exits first."""
+        assert self.process.stderr is not None
+        announcement = self.ANNOUNCES.format(url=self.url).encode()
+        while announcement not in (line := await self.process.stderr.readline()):
+            if not line:
+                await self.process.wait()
+                said = self.said.decode()
+                raise AssertionError(f"the service exited with {self.process.returncode} before answering: {said}")
+            self.said += line
+        self.said += line
+
+    async def output(self) -> str:
+        """Wait for the process to exit and return everything it wrote to stderr."""
+        async with asyncio.timeout(STOP_TIMEOUT):
+            _, rest = await self.process.communicate()
+        return (self.said + rest).decode()
 
     async def stop(self) -> str:
         """Send SIGTERM, wait for the exit, and return everything it wrote to stderr."""
         self.process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(STOP_TIMEOUT):
-            _, stderr = await self.process.communicate()
-        return stderr.decode()
+        return await self.output()
 
 
 async def launch(
     env: Mapping[str, str], command: Sequence[str] = SERVICE, open_files: int | None = None
 ) -> asyncio.subprocess.Process:
-    """Start `python -m <command>` (the service's own by default) with `env` on top of this environment, and with
-    `open_files` as its soft limit on open files when given (POSIX)."""
+    """Start `python -m <command>` (the service's own by default) with `env` on top of this environment.
+
+    `open_files`, when given, is its soft limit on open files (POSIX).
+    """
 
     def limit(soft: int) -> None:
         import resource
@@ -63,8 +85,10 @@ async def launch(
 
 @asynccontextmanager
 async def running_service(port: int, env: Mapping[str, str], open_files: int | None = None) -> AsyncIterator[Service]:
-    """A service on 127.0.0.1:`port`, answering /health (`open_files`: as for `launch`); killed at exit if still
-    running."""
+    """A service on 127.0.0.1:`port`, answering /health; killed at exit if still running.
+
+    `open_files` is as for `launch`.
+    """
     process = await launch({"HOST": "127.0.0.1", "PORT": str(port), **env}, open_files=open_files)
     service = Service(process, f"http://127.0.0.1:{port}")
     try:
@@ -77,14 +101,21 @@ async def running_service(port: int, env: Mapping[str, str], open_files: int | N
 
 
 def lines_said(stderr: bytes) -> list[str]:
-    """The lines of a process's stderr, less the notes of asyncio's debug mode (a busy runner makes slow steps of
-    start-up; the asyncio loop notes its server and its idle polls)."""
+    """The lines of a process's stderr, less the notes of asyncio's debug mode.
+
+    A busy runner makes slow steps of start-up; the asyncio loop notes its server and its idle polls.
+    """
     return [line for line in stderr.decode().strip().splitlines() if not DEBUG_MODE_NOTE.search(line)]
 
 
 async def wait_until_healthy(service: Service) -> None:
-    """Poll /health until it answers 200; fail if the process exits first."""
+    """Wait for the process to say it listens, then poll /health until it answers 200; fail if it exits first.
+
+    Polling alone could take the answer of another test's service: on a busy machine two runs may be handed the
+    same free port, and the second to start then exits while the first answers.
+    """
     async with aiohttp.ClientSession() as session, asyncio.timeout(START_TIMEOUT):
+        await service.announced()
         while service.process.returncode is None:
             try:
                 async with session.get(f"{service.url}/health") as response:

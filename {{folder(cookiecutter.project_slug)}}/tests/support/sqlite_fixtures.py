@@ -15,7 +15,7 @@ from .clients import AgeKeys, KeptKeys
 
 
 class RolledBackItemStore(SqliteItemStore):
-    """The store inside a test's transaction, where the real readiness check (BEGIN IMMEDIATE) cannot nest."""
+    """The store inside a test's transaction: the real readiness check would look at DATABASE_URL's folder."""
 
     async def ping(self) -> None:
         """Ready when a read answers."""

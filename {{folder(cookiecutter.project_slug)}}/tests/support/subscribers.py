@@ -12,6 +12,7 @@ class RecordingSubscriber:
     def __init__(self) -> None:
         self.messages: list[str] = []
         self.close_code: int | None = None
+        self.close_reason = ""
         self.changed = asyncio.Event()
 
     async def send_str(self, data: str) -> None:
@@ -19,7 +20,7 @@ class RecordingSubscriber:
         self.changed.set()
 
     async def close(self, *, code: int = 1000, message: bytes = b"") -> bool:
-        self.close_code = code
+        self.close_code, self.close_reason = code, message.decode()
         self.changed.set()
         return True
 
@@ -39,6 +40,11 @@ class RecordingSubscriber:
                 await self.changed.wait()
         return self.close_code
 
+    @property
+    def ids(self) -> list[int]:
+        """The ids of the events sent so far, in the order they came."""
+        return [json.loads(message)["id"] for message in self.messages]
+
 
 class GoneSubscriber(RecordingSubscriber):
     """A client whose connection broke."""
@@ -52,3 +58,33 @@ class StalledSubscriber(RecordingSubscriber):
 
     async def send_str(self, data: str) -> None:
         await asyncio.Event().wait()
+
+
+class TiringSubscriber(RecordingSubscriber):
+    """A client that takes `takes` events, then stops reading: the next send never finishes."""
+
+    def __init__(self, takes: int) -> None:
+        super().__init__()
+        self.takes = takes
+        self.stalled = asyncio.Event()  # set once a send hangs
+
+    async def send_str(self, data: str) -> None:
+        if len(self.messages) == self.takes:
+            self.stalled.set()
+            await asyncio.Event().wait()
+        await super().send_str(data)
+
+
+class DeafSubscriber(StalledSubscriber):
+    """A client that reads nothing at all: neither a send nor the closing handshake ever finishes."""
+
+    async def close(self, *, code: int = 1000, message: bytes = b"") -> bool:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+class FaultySubscriber(RecordingSubscriber):
+    """Sending to it fails with an error no one expects: a bug, not a gone client."""
+
+    async def send_str(self, data: str) -> None:
+        raise RuntimeError("a bug in sending")

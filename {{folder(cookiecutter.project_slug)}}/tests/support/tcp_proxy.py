@@ -1,6 +1,9 @@
-"""A TCP proxy the test controls: it forwards every byte until told to hang, then keeps its connections open and
-lets nothing through (a server that stopped answering, or an answer lost on the way); or it silences only the
-connections open so far (half-open ones, which a NAT or firewall forgot)."""
+"""A TCP proxy the test controls: it forwards every byte until told to hang or to silence its connections.
+
+Hung, it keeps its connections open and lets nothing through (a server that stopped answering, or an answer lost
+on the way). Silencing drops the bytes of the connections open so far only (half-open ones, which a NAT or
+firewall forgot).
+"""
 
 from __future__ import annotations
 
