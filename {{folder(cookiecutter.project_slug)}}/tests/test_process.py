@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestServer
 from {{ cookiecutter.package_name }}.settings import Number, Settings
 
 {% if cookiecutter.database != "none" -%}
-from .support.gunicorn_process import GUNICORN
+from .support.gunicorn_process import GUNICORN, LISTENING
 {% endif -%}
 from .support.service_process import Service, launch, lines_said, running_service, wait_until_healthy
 
@@ -182,6 +182,28 @@ async def test_a_port_already_taken_stops_it_with_one_line(unused_tcp_port: int,
     assert str(unused_tcp_port) in lines[0]
 
 
+async def test_a_service_is_not_taken_for_ready_on_another_servers_answer(
+    unused_tcp_port: int, service_env: dict[str, str]
+) -> None:
+    """Waiting for a service ignores another server's /health on its port: it waits for the service's own word."""
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    squatter = web.Application()
+    squatter.router.add_get("/health", health)
+    async with TestServer(squatter, host="127.0.0.1", port=unused_tcp_port):
+        env = {**service_env, "HOST": "127.0.0.1", "PORT": str(unused_tcp_port)}
+        service = Service(await launch(env), f"http://127.0.0.1:{unused_tcp_port}")
+        try:
+            with pytest.raises(AssertionError, match="cannot start"):
+                await wait_until_healthy(service)
+        finally:
+            if service.process.returncode is None:
+                service.process.kill()
+                await service.process.wait()
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
@@ -334,7 +356,8 @@ async def test_gunicorn_workers_write_the_same_access_lines(unused_tcp_port: int
     probe = {"X-Request-ID": "probe-2"}
     # One worker, so the one that answers is all there is: a worker told to stop while still booting may hang.
     options = ("--workers", "1", "--bind", f"127.0.0.1:{unused_tcp_port}", "--no-control-socket")
-    gunicorn = Service(await launch(service_env, [*GUNICORN, *options]), f"http://127.0.0.1:{unused_tcp_port}")
+    url = f"http://127.0.0.1:{unused_tcp_port}"
+    gunicorn = Service(await launch(service_env, [*GUNICORN, *options]), url, announces=LISTENING)
     try:
         await wait_until_healthy(gunicorn)
         async with aiohttp.ClientSession() as session, session.get(f"{gunicorn.url}/items", headers=probe) as response:

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -22,6 +22,7 @@ GUNICORN = (
     "--workers",
     "2",
 )
+LISTENING = "Listening at: {url}"  # what gunicorn writes to stderr once it listens at url
 
 
 @dataclass
@@ -29,7 +30,7 @@ class Gunicorn(Service):
     """gunicorn's master process, where it listens, and its access log: `<worker pid> <request line> <status> <id>`."""
 
     access_log: Path
-    ANNOUNCES = "Listening at: {url}"
+    announces: str = field(default=LISTENING, kw_only=True)
 
     async def wait_for_workers(self, count: int) -> None:
         """Return once `count` different workers have answered.

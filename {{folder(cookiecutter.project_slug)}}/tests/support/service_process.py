@@ -11,7 +11,6 @@ import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import aiohttp
 
@@ -32,13 +31,13 @@ class Service:
     process: asyncio.subprocess.Process
     url: str
     said: bytearray = field(default_factory=bytearray, init=False)
-    # The stderr line by which the process says it listens at `url`: an answer there before it may be another's.
-    ANNOUNCES: ClassVar[str] = "serving on {url}"
+    # What the process writes to stderr once it listens at `url`: an answer there before it may be another's.
+    announces: str = field(default="serving on {url}", kw_only=True)
 
     async def announced(self) -> None:
         """Read stderr up to the line saying the process listens at `url`; fail, quoting it, if it exits first."""
         assert self.process.stderr is not None
-        announcement = self.ANNOUNCES.format(url=self.url).encode()
+        announcement = self.announces.format(url=self.url).encode()
         while announcement not in (line := await self.process.stderr.readline()):
             if not line:
                 await self.process.wait()
