@@ -223,18 +223,17 @@ MUTATIONS = [
         "upstream-timeout-unmapped",
         "the JSON error mapping loses its UpstreamTimeout case: a slow upstream answers 502, not 504",
         ERRORS,
-        "            if isinstance(error, UpstreamTimeout):\n"
-        '                raise json_error(web.HTTPGatewayTimeout, "upstream_timeout", str(error)) from None\n',
+        "    if isinstance(error, UpstreamTimeout):\n"
+        '        return json_error(web.HTTPGatewayTimeout, "upstream_timeout", str(error))\n',
         "",
         caught_by="tests/test_p05_timeouts.py::test_slow_upstream_answers_504",
     ),
     Mutation(
         "upstream-failure-not-logged",
-        "an upstream failure answers 502/504 without its WARNING line: the log never says the upstream is down",
+        "a store or upstream failure is answered without its WARNING line: the log never says what is down",
         ERRORS,
-        '            log.warning("%s %s: %s", request.method, request.path, error)\n'
-        "            if isinstance(error, UpstreamTimeout):\n",
-        "            if isinstance(error, UpstreamTimeout):\n",
+        '    log.warning("%s %s: %s", request.method, request.path, error)\n',
+        "",
         databases=("none",),  # none of the stores is involved
         caught_by="tests/test_logs.py::test_an_upstream_failure_is_one_warning_without_a_traceback",
     ),
@@ -250,9 +249,9 @@ MUTATIONS = [
     Mutation(
         "request-id-not-returned",
         "answers no longer carry X-Request-ID: a client cannot find its request in the log",
-        "src/{package}/app.py",
-        "    app.on_response_prepare.append(send_request_id)\n",
-        "",
+        ERRORS,
+        "        response.headers[REQUEST_ID_HEADER] = identifier",
+        "        pass",
         databases=("none",),  # none of the stores is involved
         caught_by="tests/test_logs.py::test_every_answer_carries_a_new_request_id",
     ),
@@ -267,15 +266,21 @@ MUTATIONS = [
     ),
     Mutation(
         "database-errors-unmapped",
-        "the JSON error mapping loses its StoreUnavailable case: a database outage answers 500, not 503",
+        "the JSON error mapping loses its StoreUnavailable case: a database outage answers 502, not 503",
         ERRORS,
-        "        except StoreUnavailable as error:\n"
-        '            log.warning("%s %s: %s", request.method, request.path, error)\n'
-        "            raise json_error(\n"
-        '                web.HTTPServiceUnavailable, "unavailable", str(error), headers={"Retry-After": "1"}\n'
-        "            ) from None\n",
+        "    if isinstance(error, StoreUnavailable):\n"
+        '        return json_error(web.HTTPServiceUnavailable, "unavailable", str(error), headers={"Retry-After": "1"})\n',
         "",
         caught_by="tests/test_api_contract.py::test_every_503_says_when_to_retry",
+    ),
+    Mutation(
+        "errors-bug-not-answered",
+        "a bug in a handler escapes `handled`: aiohttp answers a text 500 without the request id, logged without it",
+        ERRORS,
+        "        except Exception as error:\n",
+        "        except (web.HTTPException, ValidationError, KeyReused, StoreUnavailable, UpstreamError) as error:\n",
+        databases=("none",),  # none of the stores is involved
+        caught_by="tests/test_logs.py::test_a_bug_in_a_handler_is_a_json_500_and_one_error_with_its_traceback_naming_the_request",
     ),
     Mutation(
         "wrong-error-code",
@@ -592,7 +597,7 @@ MUTATIONS = [
         "handlers-upstream-request-id-dropped",
         "GET /upstream no longer sends the request's X-Request-ID on to the upstream service",
         HANDLERS,
-        "max_bytes=limit, request_id=request_id(request))",
+        "max_bytes=limit, request_id=request[REQUEST_ID])",
         "max_bytes=limit)",
         caught_by="tests/test_logs.py::test_a_clients_request_id_is_kept_if_sane_and_goes_upstream",
     ),
@@ -872,19 +877,20 @@ MUTATIONS = [
         "errors-upstream-timeout-502",
         "an upstream timeout is answered 502 instead of the documented 504",
         ERRORS,
-        'raise json_error(web.HTTPGatewayTimeout, "upstream_timeout", str(error)) from None',
-        'raise json_error(web.HTTPBadGateway, "upstream_timeout", str(error)) from None',
+        'return json_error(web.HTTPGatewayTimeout, "upstream_timeout", str(error))',
+        'return json_error(web.HTTPBadGateway, "upstream_timeout", str(error))',
         caught_by="tests/test_api_contract.py::test_every_error_is_json",
     ),
     Mutation(
-        "logs-request-id-not-memoized",
+        "handlers-request-id-made-again",
         (
-            "a request without X-Request-ID gets a new random id on each lookup: the id sent upstream differs "
-            "from the one answered and logged"
+            "GET /upstream makes the request id again instead of taking the one `handled` gave the request: for a "
+            "request without X-Request-ID, the id sent upstream differs from the one answered and logged"
         ),
-        "src/{package}/logs.py",
-        "known = request[REQUEST_ID] = sent if",
-        "known = sent if",
+        HANDLERS,
+        "max_bytes=limit, request_id=request[REQUEST_ID])",
+        "max_bytes=limit, request_id=request_id(request))",
+        add_import="from .logs import request_id",
         caught_by="tests/test_logs.py::test_a_clients_request_id_is_kept_if_sane_and_goes_upstream",
     ),
     Mutation(

@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from blockbuster import BlockBuster, blockbuster_ctx
 from pytest_aiohttp import AiohttpClient
 
+from {{ cookiecutter.package_name }} import errors
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.items import ItemStore
 from {{ cookiecutter.package_name }}.loop import new_event_loop
@@ -77,11 +78,24 @@ def fail_on_server_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     crashes = [
         record
         for record in caplog.get_records("call")
-        if record.name.startswith("aiohttp") and record.levelno >= logging.ERROR
+        if record.name.startswith(("aiohttp", errors.__name__)) and record.levelno >= logging.ERROR
     ]
     if crashes:
         report = "\n".join(logging.Formatter().format(record) for record in crashes)
         pytest.fail(f"the app failed while handling a request:\n{report}", pytrace=False)
+
+
+@pytest.fixture
+def root_logger() -> Iterator[logging.Logger]:
+    """Function scope: the root logger, with the handlers and level it had before the test put back after it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield root
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

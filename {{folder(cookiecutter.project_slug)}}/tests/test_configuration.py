@@ -12,7 +12,8 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -80,19 +81,6 @@ def valid_values(name: str) -> list[str]:
         return ["0.0.0.0", "service-1.internal"]
     assert not rule, f"a rule this test does not know: {rule}"
     return ["a value of its own"]
-
-
-@pytest.fixture
-def root_logger() -> Iterator[logging.Logger]:
-    """Function scope: the root logger, with the handlers and level it had before the test put back after it."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield root
-    for handler in root.handlers:
-        if handler not in handlers:
-            handler.close()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture
@@ -387,6 +375,7 @@ async def test_every_json_line_parses_and_carries_its_fields(
 
     entries = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert all({"time", "level", "logger", "message"} <= entry.keys() for entry in entries)
+    assert all(datetime.fromisoformat(entry["time"]).utcoffset() == timedelta(0) for entry in entries)  # ISO 8601, UTC
     access = [entry for entry in entries if entry["logger"] == "{{ cookiecutter.package_name }}.access"]
     assert all(set(ACCESS_FIELDS) <= entry.keys() for entry in access)
     assert [entry["status"] for entry in access] == [200, 502, 500, 400]

@@ -72,13 +72,31 @@ def faults(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, bool]]:
     ]
 
 
-@pytest.mark.parametrize("path", ["/health", "/no/such/path", "/items/not-a-number"])
-async def test_every_answer_carries_a_new_request_id(shared_client: Client, path: str) -> None:
-    first = await shared_client.get(path)
-    second = await shared_client.get(path)
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/health"),
+        ("HEAD", "/health"),
+        ("GET", "/no/such/path"),
+        ("PUT", "/health"),
+        ("GET", "/items/not-a-number"),
+        ("GET", "/events"),
+    ],
+)
+async def test_every_answer_carries_a_new_request_id(shared_client: Client, method: str, path: str) -> None:
+    first = await shared_client.request(method, path)
+    second = await shared_client.request(method, path)
 
     assert NEW_ID.fullmatch(first.headers["X-Request-ID"])
     assert first.headers["X-Request-ID"] != second.headers["X-Request-ID"]
+
+
+async def test_a_websocket_handshake_carries_the_request_id(client: Client) -> None:
+    handshake = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"}
+    key = {"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "X-Request-ID": "probe-ws"}
+
+    async with client.get("/events", headers=handshake | key) as response:
+        assert (response.status, response.headers["X-Request-ID"]) == (101, "probe-ws")
 
 
 @pytest.mark.parametrize(
@@ -158,8 +176,8 @@ async def test_an_access_line_shows_the_path_sent_without_letting_it_forge_a_fie
     assert rest.split()[0] == "404"
 
 
-async def test_a_bug_in_a_handler_is_a_500_and_one_error_with_its_traceback(
-    client: Client, store: ItemStore, monkeypatch: pytest.MonkeyPatch, server_logs: pytest.LogCaptureFixture
+async def test_a_bug_in_a_handler_is_a_json_500_and_one_error_with_its_traceback_naming_the_request(
+    client: Client, store: ItemStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     bug = RuntimeError("a bug")
 
@@ -168,14 +186,15 @@ async def test_a_bug_in_a_handler_is_a_500_and_one_error_with_its_traceback(
 
     monkeypatch.setattr(store, "get", get)
 
-    response = await client.get("/items/1")
+    response = await client.get("/items/1", headers={"X-Request-ID": "probe-bug"})
 
-    assert response.status == 500
-    [record] = [record for record in server_logs.records if record.levelno >= logging.WARNING]
-    assert (record.levelname, record.name) == ("ERROR", SERVER_LOGGERS[0])
+    assert (response.status, response.headers["X-Request-ID"]) == (500, "probe-bug")
+    assert (await response.json())["error"]["code"] == "internal"
+    [record] = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert (record.levelname, record.getMessage()) == ("ERROR", "GET /items/1 failed, request id probe-bug")
     assert record.exc_info is not None
     assert record.exc_info[1] is bug
-    server_logs.clear()  # the guard on every test fails one whose app logged an ERROR: here that is the point
+    caplog.clear()  # the guard on every test fails one whose app logged an ERROR: here that is the point
 
 
 @pytest.mark.parametrize(("method", "path"), [("GET", "/items"), ("POST", "/items"), ("DELETE", "/items/1")])

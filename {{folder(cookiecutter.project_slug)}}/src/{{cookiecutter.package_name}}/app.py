@@ -10,7 +10,7 @@ from .events import hub_context, shutdown_hub
 from .items import ItemStore
 from .keys import SETTINGS, STORE
 from .limits import raise_open_files_limit
-from .logs import access_log, configure_logging, send_request_id
+from .logs import access_log, configure_logging
 from .routes import add_routes
 from .settings import Settings, SettingsError
 from .{{ "store_memory" if cookiecutter.database == "none" else "store_" ~ cookiecutter.database }} import store_context
@@ -33,7 +33,6 @@ def create_app(settings: Settings, store: ItemStore | None = None) -> web.Applic
     app.cleanup_ctx.append(hub_context)
     app.cleanup_ctx.append(upstream_context)
     app.on_shutdown.append(shutdown_hub)
-    app.on_response_prepare.append(send_request_id)
     add_routes(app)
     return app
 

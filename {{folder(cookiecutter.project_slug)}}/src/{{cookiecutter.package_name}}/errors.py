@@ -1,9 +1,10 @@
-"""JSON error responses, for every handler without it having to ask.
+"""What every handler's answer gets without having to ask: its request id, and JSON for every error.
 
-routes.py wraps each handler in `json_errors` when it registers it, so a
-handler raises domain errors and never maps them itself; a new handler gets
-the mapping too. No middleware: a middleware is one more call on every
-request, where a wrapper costs only the try block.
+routes.py wraps each handler in `handled` when it registers it, so a
+handler raises domain errors and never maps them itself, and a new handler
+gets the mapping too. No middleware and no on_response_prepare signal: each
+is one more coroutine on every request, where a wrapper costs only the try
+block.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 from aiohttp import web
 
 from .items import KeyReused, StoreUnavailable, ValidationError
+from .keys import REQUEST_ID
+from .logs import REQUEST_ID_HEADER, request_id
 from .upstream import UpstreamError, UpstreamTimeout
 
 log = logging.getLogger(__name__)
@@ -30,26 +33,44 @@ def json_error(status: Callable[..., web.HTTPException], code: str, message: str
     return status(text=body, content_type="application/json", **kwargs)
 
 
-def json_errors(handler: Handler) -> Handler:
-    """`handler`, with every domain error it raises answered as a JSON error."""
+def handled(handler: Handler) -> Handler:
+    """`handler`, its answer carrying the request id, every error it raises answered as a JSON error.
+
+    A domain error gets its 4xx or 5xx; a bug gets a 500 and one ERROR with its traceback, naming the request id.
+    """
 
     @functools.wraps(handler)
     async def wrapper(request: web.Request) -> web.StreamResponse:
+        request[REQUEST_ID] = identifier = request_id(request)
         try:
-            return await handler(request)
-        except ValidationError as error:
-            raise json_error(web.HTTPBadRequest, "invalid", str(error)) from None
-        except KeyReused as error:
-            raise json_error(web.HTTPUnprocessableEntity, "idempotency_key_reused", str(error)) from None
-        except StoreUnavailable as error:
-            log.warning("%s %s: %s", request.method, request.path, error)
-            raise json_error(
-                web.HTTPServiceUnavailable, "unavailable", str(error), headers={"Retry-After": "1"}
-            ) from None
-        except UpstreamError as error:
-            log.warning("%s %s: %s", request.method, request.path, error)
-            if isinstance(error, UpstreamTimeout):
-                raise json_error(web.HTTPGatewayTimeout, "upstream_timeout", str(error)) from None
-            raise json_error(web.HTTPBadGateway, "upstream_error", str(error)) from None
+            response = await handler(request)
+        except Exception as error:
+            answer = error if isinstance(error, web.HTTPException) else json_error_for(request, error)
+            answer.headers[REQUEST_ID_HEADER] = identifier
+            raise answer from None
+        response.headers[REQUEST_ID_HEADER] = identifier  # a websocket's handler sets it before its handshake
+        return response
 
     return wrapper
+
+
+def json_error_for(request: web.Request, error: Exception) -> web.HTTPException:
+    """The JSON error that answers `error`, logged as the kind of failure it is.
+
+    A client's mistake: its 4xx. A failure outside the service (the store, the upstream): a WARNING and a 5xx.
+    A bug: an ERROR with its traceback, and a 500.
+    """
+    if isinstance(error, ValidationError):
+        return json_error(web.HTTPBadRequest, "invalid", str(error))
+    if isinstance(error, KeyReused):
+        return json_error(web.HTTPUnprocessableEntity, "idempotency_key_reused", str(error))
+    if not isinstance(error, StoreUnavailable | UpstreamError):
+        log.error("%s %s failed, request id %s", request.method, request.path, request[REQUEST_ID], exc_info=error)
+        message = f"the service failed; its log has the details under request id {request[REQUEST_ID]}"
+        return json_error(web.HTTPInternalServerError, "internal", message)
+    log.warning("%s %s: %s", request.method, request.path, error)
+    if isinstance(error, StoreUnavailable):
+        return json_error(web.HTTPServiceUnavailable, "unavailable", str(error), headers={"Retry-After": "1"})
+    if isinstance(error, UpstreamTimeout):
+        return json_error(web.HTTPGatewayTimeout, "upstream_timeout", str(error))
+    return json_error(web.HTTPBadGateway, "upstream_error", str(error))

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import random
 import re
 import sys
+import time
+from time import time as clock
 from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .keys import REQUEST_ID
+from .batched_stream import BatchedStreamHandler
 from .settings import Settings
 
 SERVER_LOGGERS = ("aiohttp.server", "gunicorn.error")  # where aiohttp reports a request it could not handle
@@ -24,12 +26,64 @@ REQUEST_ID_HEADER = "X-Request-ID"
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:=+/-]{1,128}")  # a client's id is kept only if it looks like this
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message (and exception; an access line's fields too)."""
+class UtcTime:
+    """ISO 8601 UTC times to the millisecond (`2026-12-05T05:46:30.673Z`), each millisecond formatted once."""
+
+    def __init__(self) -> None:
+        self.last = (-1, "")
+
+    def __call__(self, created: float) -> str:
+        millisecond, text = self.last
+        if int(created * 1000) != millisecond:  # under load, many lines share a millisecond
+            millisecond = int(created * 1000)
+            second, rest = divmod(millisecond, 1000)
+            text = f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(second))}.{rest:03d}Z"
+            self.last = millisecond, text  # one assignment: another thread sees the old pair or the new, never a mix
+        return text
+
+
+AccessFields = tuple[str | None, str, str, int, int, float, str]  # ACCESS_FIELDS' values
+
+
+class ServiceFormatter(logging.Formatter):
+    """The service's formats: each can also write an access line straight from its fields (see AccessLogger)."""
+
+    def __init__(self, fmt: str | None = None) -> None:
+        super().__init__(fmt)
+        self.utc_time = UtcTime()
+
+    def access_line(self, fields: AccessFields, created: float) -> str:
+        """The line `format` makes of an access record with these fields, made at `created`."""
+        raise NotImplementedError
+
+
+class TextFormatter(ServiceFormatter):
+    """`<time> <level> <logger>: <message>`, the time in ISO 8601 UTC."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return self.utc_time(record.created)
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.stack_info:  # logging's own way, which appends them
+            return super().format(record)
+        # The line the format string gives, in a third of the time.
+        return f"{self.utc_time(record.created)} {record.levelname} {record.name}: {record.getMessage()}"
+
+    def access_line(self, fields: AccessFields, created: float) -> str:
+        remote, method, path, status, size, milliseconds, request_id = fields  # ACCESS_LINE's, as an f-string: faster
+        line = f'{remote} "{method} {path}" {status} {size} {milliseconds}ms {request_id}'
+        return f"{self.utc_time(created)} INFO {ACCESS.name}: {line}"
+
+
+class JsonFormatter(ServiceFormatter):
+    """One JSON object per line: time (ISO 8601 UTC), level, logger, message, exception if any, access fields."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": self.formatTime(record),
+            "time": self.utc_time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -39,6 +93,11 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
+
+    def access_line(self, fields: AccessFields, created: float) -> str:
+        message = ACCESS_LINE % fields
+        entry = {"time": self.utc_time(created), "level": "INFO", "logger": ACCESS.name, "message": message}
+        return json.dumps(entry | dict(zip(ACCESS_FIELDS, fields, strict=True)))
 
 
 class ClientFaults(logging.Filter):
@@ -61,13 +120,16 @@ CLIENT_FAULTS = ClientFaults()
 
 
 def configure_logging(settings: Settings) -> None:
-    """Send every log record to stderr in the configured format; a client's malformed request to DEBUG."""
-    handler = logging.StreamHandler(sys.stderr)
-    if settings.log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    """Send every record to stderr in the configured format, an iteration's lines at once; a client's fault to DEBUG.
+
+    Records no longer look up their thread, process and task names, which no format here prints: a third of what
+    making a record costs, paid on every access line.
+    """
+    handler = ServiceHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    setattr(logging, "logAsyncioTasks", False)  # noqa: B010 (Python 3.12 added it; typeshed does not declare it)
     for name in SERVER_LOGGERS:
         logging.getLogger(name).addFilter(CLIENT_FAULTS)
 
@@ -80,7 +142,7 @@ class AccessLogger(AbstractAccessLogger):
         return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        fields = (
+        fields: AccessFields = (
             request.remote,
             request.method,
             escaped(request.raw_path),
@@ -89,8 +151,39 @@ class AccessLogger(AbstractAccessLogger):
             round(time * 1000, 2),
             response.headers.get(REQUEST_ID_HEADER, "-"),  # none on aiohttp's own answer to a malformed request
         )
-        # What `info` does, less its walk up the stack for the caller's line, which no access line needs.
-        self.logger.handle(self.logger.makeRecord(self.logger.name, logging.INFO, "", 0, ACCESS_LINE, fields, None))
+        handler = sole_handler(self.logger)
+        if handler is not None:
+            handler.write_line(handler.formatter.access_line(fields, clock()))
+        else:  # What `info` does, less its walk up the stack for the caller's line, which no access line needs.
+            self.logger.handle(self.logger.makeRecord(self.logger.name, logging.INFO, "", 0, ACCESS_LINE, fields, None))
+
+
+class ServiceHandler(BatchedStreamHandler):
+    """The handler configure_logging installs: batched writes, in one of the service's formats."""
+
+    formatter: ServiceFormatter
+
+
+def sole_handler(logger: logging.Logger) -> ServiceHandler | None:
+    """The service's handler if it alone takes `logger`'s INFO records, unfiltered, else None.
+
+    Then an access line can go to it as text: making and handling a LogRecord costs more than the rest of a
+    `/health` request. Checked on every line, so a handler or filter added at any time (pytest's caplog, a user's
+    log shipper) gets every record from then on.
+    """
+    node: logging.Logger | None = logger
+    while node is not None:
+        if node.filters or node.disabled or (node.handlers and node.parent is not None) or not node.propagate:
+            return None
+        if node.parent is None:
+            break
+        node = node.parent
+    if node is None or len(node.handlers) != 1 or not logger.isEnabledFor(logging.INFO):
+        return None
+    [handler] = node.handlers
+    if not isinstance(handler, ServiceHandler) or handler.filters or handler.level > logging.INFO:
+        return None
+    return handler
 
 
 def escaped(text: str) -> str:
@@ -109,15 +202,10 @@ def access_log(settings: Settings) -> dict[str, Any]:
     return {"access_log": ACCESS, "access_log_class": AccessLogger} if settings.access_log else {}
 
 
-def request_id(request: web.Request) -> str:
-    """The request's id: the client's X-Request-ID if it looks sane, else a new random one; the same on every call."""
-    known: str | None = request.get(REQUEST_ID)
-    if known is None:
-        sent = request.headers.get(REQUEST_ID_HEADER, "")
-        known = request[REQUEST_ID] = sent if SANE_REQUEST_ID.fullmatch(sent) else os.urandom(16).hex()
-    return known
-
-
-async def send_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: every answer carries its request's id, JSON errors included."""
-    response.headers[REQUEST_ID_HEADER] = request_id(request)
+def request_id(request: web.BaseRequest) -> str:
+    """The client's X-Request-ID if it looks sane, else a new random one (32 hex digits)."""
+    sent = request.headers.get(REQUEST_ID_HEADER)
+    if sent is not None and SANE_REQUEST_ID.fullmatch(sent):
+        return sent
+    # Not a secret, so no system call for it: Python's generator, which it seeds afresh in each forked worker.
+    return f"{random.getrandbits(128):032x}"

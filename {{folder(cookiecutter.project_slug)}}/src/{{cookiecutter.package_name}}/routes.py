@@ -5,11 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import handlers
-from .errors import Handler, json_error, json_errors
+from .errors import Handler, handled, json_error
 
 
 def add_routes(app: web.Application) -> None:
-    """Register the handlers (each answering domain errors as JSON), a JSON 405 per path and a JSON 404 for the rest."""
+    """Register the handlers, a JSON 405 per path and a JSON 404 for the rest, each `handled`."""
     _resource(app, "/health", GET=handlers.health)
     _resource(app, "/ready", GET=handlers.ready)
     _resource(app, "/items", GET=handlers.list_items, POST=handlers.create_item)
@@ -17,7 +17,7 @@ def add_routes(app: web.Application) -> None:
     _resource(app, "/items/{item_id}/fingerprint", GET=handlers.item_fingerprint)
     _resource(app, "/upstream", GET=handlers.upstream_status)
     _resource(app, "/events", GET=handlers.events)
-    app.router.add_route("*", "/{path:.*}", not_found)
+    app.router.add_route("*", "/{path:.*}", handled(not_found))
 
 
 def _resource(app: web.Application, path: str, **methods: Handler) -> None:
@@ -25,8 +25,8 @@ def _resource(app: web.Application, path: str, **methods: Handler) -> None:
     if "GET" in methods:
         methods["HEAD"] = methods["GET"]
     for method, handler in methods.items():
-        resource.add_route(method, json_errors(handler))
-    resource.add_route("*", _method_not_allowed(sorted(methods)))
+        resource.add_route(method, handled(handler))
+    resource.add_route("*", handled(_method_not_allowed(sorted(methods))))
 
 
 def _method_not_allowed(allowed: list[str]) -> Handler:

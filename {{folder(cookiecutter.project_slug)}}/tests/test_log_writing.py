@@ -1,0 +1,127 @@
+"""How log lines reach stderr.
+
+A loop iteration's lines go in one write and none is lost at a clean stop; an access line goes straight from its
+fields, exactly as logging would write it; times are ISO 8601 UTC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import threading
+from datetime import UTC, datetime
+
+import pytest
+
+from {{ cookiecutter.package_name }}.batched_stream import BatchedStreamHandler
+from {{ cookiecutter.package_name }}.logs import (
+    ACCESS,
+    ACCESS_LINE,
+    AccessFields,
+    JsonFormatter,
+    ServiceFormatter,
+    TextFormatter,
+    UtcTime,
+    configure_logging,
+    sole_handler,
+)
+from {{ cookiecutter.package_name }}.settings import Settings
+
+
+class CountingStream(io.StringIO):
+    """A text stream that counts its writes."""
+
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+async def test_the_lines_of_one_loop_iteration_are_written_together_before_the_next() -> None:
+    stream = CountingStream()
+    handler = BatchedStreamHandler(stream)
+
+    for number in range(3):
+        handler.write_line(f"line {number}")
+    assert stream.writes == 0
+    await asyncio.sleep(0)  # the next iteration
+
+    assert (stream.writes, stream.getvalue()) == (1, "line 0\nline 1\nline 2\n")
+
+
+async def test_a_line_from_another_thread_is_written_at_once_after_those_pending() -> None:
+    stream = CountingStream()
+    handler = BatchedStreamHandler(stream)
+
+    handler.write_line("on the loop")
+    thread = threading.Thread(target=handler.write_line, args=("from a thread",))
+    thread.start()
+    thread.join()
+
+    assert (stream.writes, stream.getvalue()) == (1, "on the loop\nfrom a thread\n")
+
+
+async def test_closing_the_handler_writes_the_pending_lines() -> None:
+    stream = CountingStream()
+    handler = BatchedStreamHandler(stream)
+
+    handler.write_line("answered just before the stop")
+    handler.close()  # what logging.shutdown does at exit
+
+    assert stream.getvalue() == "answered just before the stop\n"
+
+
+FIELDS: list[AccessFields] = [
+    ("127.0.0.1", "GET", "/health?x=1", 200, 181, 0.12, "5f0c" * 8),
+    (None, "POST", "/no/such\\x22path", 404, 0, 12.5, "-"),
+]
+
+
+@pytest.mark.parametrize("formatter", [TextFormatter(), JsonFormatter()], ids=["text", "json"])
+@pytest.mark.parametrize("fields", FIELDS, ids=["health", "no-remote"])
+def test_an_access_line_from_its_fields_is_the_line_logging_makes_of_its_record(
+    formatter: ServiceFormatter, fields: AccessFields
+) -> None:
+    record = ACCESS.makeRecord(ACCESS.name, logging.INFO, "", 0, ACCESS_LINE, fields, None)
+
+    assert formatter.access_line(fields, record.created) == formatter.format(record)
+
+
+def test_access_lines_skip_logging_only_while_the_services_handler_alone_takes_them(
+    root_logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure_logging(Settings())
+    [handler] = root_logger.handlers
+    assert sole_handler(ACCESS) is handler
+
+    with monkeypatch.context() as patch:  # another handler, e.g. pytest's caplog or a log shipper
+        patch.setattr(root_logger, "handlers", [handler, logging.NullHandler()])
+        assert sole_handler(ACCESS) is None
+    with monkeypatch.context() as patch:
+        patch.setattr(ACCESS, "handlers", [logging.NullHandler()])
+        assert sole_handler(ACCESS) is None
+    with monkeypatch.context() as patch:
+        patch.setattr(ACCESS, "filters", [logging.Filter("elsewhere")])
+        assert sole_handler(ACCESS) is None
+    with monkeypatch.context() as patch:
+        patch.setattr(handler, "filters", [logging.Filter("elsewhere")])
+        assert sole_handler(ACCESS) is None
+    with monkeypatch.context() as patch:
+        patch.setattr(ACCESS, "propagate", False)
+        assert sole_handler(ACCESS) is None
+    with monkeypatch.context() as patch:
+        patch.setattr(handler, "level", logging.WARNING)
+        assert sole_handler(ACCESS) is None
+    assert sole_handler(ACCESS) is handler
+
+
+def test_log_times_are_iso_8601_utc_to_the_millisecond() -> None:
+    utc_time = UtcTime()
+    times = [1765000000.0, 1765000000.9995, 1765000001.0004, 1765000001.0004, 1765000001.0016, 1800000000.25]
+
+    written = [utc_time(created) for created in times]  # in turn: each after the one its cache holds
+
+    expected = [datetime.fromtimestamp(int(created * 1000) / 1000, UTC) for created in times]
+    assert written == [time.isoformat(timespec="milliseconds").replace("+00:00", "Z") for time in expected]
