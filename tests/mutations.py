@@ -377,13 +377,11 @@ MUTATIONS = [
         "the PostgreSQL store context opens its pool and never closes it",
         "src/{package}/store_postgresql.py",
         "    try:\n"
-        "        acquire = functools.partial(pool.acquire, timeout=settings.database_pool_timeout)\n"
-        "        app[STORE] = PostgresItemStore(acquire, settings, listen_url=url)\n"
+        "        app[STORE] = PostgresItemStore(pool.acquire, settings, listen_url=url, capacity=POOL_SIZE[1])\n"
         "        yield\n"
         "    finally:\n"
         "        await pool.close()\n",
-        "    acquire = functools.partial(pool.acquire, timeout=settings.database_pool_timeout)\n"
-        "    app[STORE] = PostgresItemStore(acquire, settings, listen_url=url)\n"
+        "    app[STORE] = PostgresItemStore(pool.acquire, settings, listen_url=url, capacity=POOL_SIZE[1])\n"
         "    yield\n",
         databases=("postgresql",),
         caught_by="tests/test_p02_fixture_cleanup.py::test_store_context_closes_its_database_connections_at_exit",
@@ -753,12 +751,12 @@ MUTATIONS = [
     Mutation(
         "pg-pool-acquire-no-timeout",
         (
-            "DATABASE_POOL_TIMEOUT is not applied to pool.acquire: with the pool exhausted, requests wait "
-            "forever instead of a 503 'no connection within'"
+            "the store takes a connection without a timer even when every one is out: with the pool exhausted, "
+            "requests wait forever instead of a 503 'no connection within'"
         ),
         "src/{package}/store_postgresql.py",
-        "functools.partial(pool.acquire, timeout=settings.database_pool_timeout)",
-        "functools.partial(pool.acquire)",
+        "if self._capacity is not None and self._out <= self._capacity:",
+        "if self._capacity is not None:",
         databases=("postgresql",),
         caught_by="tests/test_faults_postgresql.py::test_a_hung_server_gets_every_request_its_503_within_the_timeouts",
         heavy=True,
