@@ -1,18 +1,19 @@
 """Benchmark the baked service against a bare aiohttp app doing the same work, its live events, its cost
 against an earlier commit of the template, and time the baked test suite.
 
-    python benchmarks/run.py                       # about 10 minutes on 2 cores; rewrites results.md and results.png
+    python benchmarks/run.py                       # about 12 minutes on 2 cores; rewrites results.md and results.png
     python benchmarks/run.py --quick --output DIR  # a smoke run, about a minute; its figures mean nothing
 
 Leg 1 bakes the template (database sqlite and postgresql, event_loop uvloop), starts each bake with
-`python -m async_service` and bare_app.py on the same database, and loads `GET /health` and `GET /items/1`
-of both with wrk, round by round. Leg 2 loads `GET /health` and `POST /items` of the same bakes and of
-bakes of the --baseline commit (taken with `git archive`), round by round. Leg 3 measures live events
-from a client process (live.py): commit-to-delivery latency to a subscriber on the same and on another
-service process, and a burst of creates delivered to many subscribers. Leg 4 times each bake's `pytest`
-and `pytest --collect-only`. PostgreSQL is reached at TEST_DATABASE_URL (default
-postgresql://postgres@127.0.0.1:5432/test), where each run creates scratch databases and drops them at the
-end. See benchmarks/README.md.
+`python -m async_service` twice, its access log off and on, and bare_app.py, all three on the same database,
+and loads `GET /health` and `GET /items/1` of each with wrk, round by round. Leg 2 loads `GET /health` and
+`POST /items` of the same bakes and of bakes of the --baseline commit (taken with `git archive`), round by
+round. Leg 3 measures live events from a client process (live.py): commit-to-delivery latency to a
+subscriber on the same and on another service process, and a burst of creates delivered to many
+subscribers. Leg 4 times each bake's `pytest` and `pytest --collect-only`. PostgreSQL is reached at
+TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test), where each run creates scratch
+databases and drops them at the end. Where taskset is found and cores 0 and 1 are free to use, every server
+runs on core 0 and every wrk on core 1 (--no-pin: nothing is pinned). See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -53,8 +54,17 @@ HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE.parent
 HOST = "127.0.0.1"
 PATHS = ("/health", "/items/1")
-SERVERS = ("baked", "bare")
-FLOOR = 0.90  # the target for every baked / bare ratio
+SERVERS = ("baked", "bare", "log on")  # leg 1: the bake, bare_app.py, the same bake with its access log on
+# Leg 1's targets, per database and loop: the median of server / against req/s on the path, taken round by round,
+# must be at least the floor.
+FLOORS: dict[tuple[str, str, str], float] = {
+    # (server, against, path): floor
+    ("baked", "bare", "/health"): 0.95,
+    ("baked", "bare", "/items/1"): 0.90,
+    ("log on", "baked", "/health"): 0.85,
+    ("log on", "baked", "/items/1"): 0.85,
+}
+SERVER_CORE, WRK_CORE = 0, 1  # where `taskset` pins every server and every wrk, unless --no-pin
 BASELINE = "c94295f"  # the default --baseline: the template before the transactional outbox of events
 VERSIONS = ("now", "baseline")
 VERSION_PATHS = ("/health", "POST /items")
@@ -86,11 +96,17 @@ class Settings:
     warmup: bool
     suite_args: tuple[str, ...]
     work: Path
+    unpinned: str  # why the servers and wrk are not pinned to a core each; empty when they are
     version_rounds: int = VERSION_ROUNDS
     latency_samples: int = LATENCY_SAMPLES
     subscribers: int = SUBSCRIBERS
     burst: int = BURST
     fanout_rounds: int = FANOUT_ROUNDS
+
+    @property
+    def pin(self) -> bool:
+        """Whether every server runs under `taskset -c 0` and every wrk under `taskset -c 1`."""
+        return not self.unpinned
 
 
 @dataclass(frozen=True)
@@ -104,20 +120,22 @@ class Load:
 
 @dataclass
 class Pair:
-    """Two servers on one database and loop (the baked service and the bare app, or the bake now and at the
-    baseline), the requests loaded on both, and their wrk runs."""
+    """Servers on one database and loop (leg 1: the baked service, the bare app and the bake with its access log
+    on; leg 2: the bake now and at the baseline), the requests loaded on each, and their wrk runs."""
 
     database: str
     loop: str
     ports: dict[str, int]
-    servers: tuple[str, str] = SERVERS
+    servers: tuple[str, ...] = SERVERS
     paths: tuple[str, ...] = PATHS
     loads: dict[tuple[str, str], list[Load]] = field(default_factory=lambda: defaultdict(list))
 
-    def ratios(self, path: str) -> list[float]:
-        """first / second server's req/s (baked / bare, now / baseline), round by round."""
-        first, second = (self.loads[server, path] for server in self.servers)
-        return [a.rps / b.rps for a, b in zip(first, second, strict=True)]
+    def ratios(self, path: str, server: str | None = None, against: str | None = None) -> list[float]:
+        """server / against req/s on `path`, round by round; by default the first server / the second (baked /
+        bare, now / baseline)."""
+        over = self.loads[server or self.servers[0], path]
+        under = self.loads[against or self.servers[1], path]
+        return [a.rps / b.rps for a, b in zip(over, under, strict=True)]
 
 
 @dataclass
@@ -178,6 +196,23 @@ def healthy(port: int) -> bool:
         return call(port, "GET", "/health")[0] == 200
     except OSError:
         return False
+
+
+def pinned(settings: Settings, core: int, command: list[str]) -> list[str]:
+    """`command` under `taskset -c <core>` when the run pins (taskset sets the affinity, then becomes the command:
+    the process id stays the command's); as it is when not."""
+    return ["taskset", "-c", str(core), *command] if settings.pin else command
+
+
+def why_unpinned(no_pin: bool) -> str:
+    """Why the servers and wrk cannot run on a core each (0 and 1); empty when they can."""
+    if no_pin:
+        return "--no-pin"
+    if shutil.which("taskset") is None:
+        return "taskset not found"
+    if (os.cpu_count() or 1) < 2 or not {SERVER_CORE, WRK_CORE} <= os.sched_getaffinity(0):
+        return f"cores {SERVER_CORE} and {WRK_CORE} are not both available"
+    return ""
 
 
 @contextmanager
@@ -274,29 +309,38 @@ def database_url(work: Path, stack: ExitStack, database: str, name: str) -> str:
     return f"sqlite:///{work / f'{name}.db'}" if database == "sqlite" else scratch_database(stack)
 
 
-def service(project: Path, url: str) -> tuple[list[str], dict[str, str]]:
-    """The command and environment that run a bake as `python -m <package>` on the database at `url`."""
+def service(project: Path, url: str, access_log: bool = False) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that run a bake as `python -m <package>` on the database at `url`, its access
+    log off unless `access_log`."""
     [package] = [path.name for path in (project / "src").iterdir() if path.is_dir()]
-    # No access log, like the bare app: this compares the work of answering, not of logging it.
-    env = {"DATABASE_URL": url, "PYTHONPATH": str(project / "src"), "ACCESS_LOG": "off"}
+    # Off by default, like the bare app: baked / bare compares the work of answering, not of logging it. Leg 1's
+    # "log on" server is the same bake with it on, for what the log costs.
+    env = {"DATABASE_URL": url, "PYTHONPATH": str(project / "src"), "ACCESS_LOG": "on" if access_log else "off"}
     return [sys.executable, "-m", package], env
 
 
 def start_pair(settings: Settings, stack: ExitStack, project: Path, database: str, loop: str) -> Pair:
-    """The bake and the bare app on one fresh database holding item 1, checked to answer alike."""
+    """The bake with its access log off, the bare app and the bake with its access log on, all on one fresh
+    database holding item 1, checked to answer alike."""
     url = database_url(settings.work, stack, database, loop)
     command, env = service(project, url)
-    baked = stack.enter_context(serving(f"baked-{database}-{loop}", command, env, settings.work))
+    label = f"baked-{database}-{loop}"
+    baked = stack.enter_context(serving(label, pinned(settings, SERVER_CORE, command), env, settings.work))
     status, body = call(baked, "POST", "/items", {"name": "bench", "quantity": 1})
     if status != 201 or not isinstance(body, dict) or body.get("id") != 1:
         raise BenchmarkError(f"POST /items answered {status} {body!r}, expected 201 and id 1")
-    command = [sys.executable, str(HERE / "bare_app.py"), loop]
+    command = pinned(settings, SERVER_CORE, [sys.executable, str(HERE / "bare_app.py"), loop])
     bare = stack.enter_context(serving(f"bare-{database}-{loop}", command, {"DATABASE_URL": url}, settings.work))
+    command, env = service(project, url, access_log=True)
+    label = f"log-on-{database}-{loop}"
+    logged = stack.enter_context(serving(label, pinned(settings, SERVER_CORE, command), env, settings.work))
+    ports = {"baked": baked, "bare": bare, "log on": logged}
     for path in PATHS:
-        answers = call(baked, "GET", path), call(bare, "GET", path)
-        if answers[0] != answers[1] or answers[0][0] != 200:
-            raise BenchmarkError(f"{path}: the baked service answers {answers[0]}, the bare app {answers[1]}")
-    return Pair(database, loop, {"baked": baked, "bare": bare})
+        answers = {server: call(port, "GET", path) for server, port in ports.items()}
+        if answers["baked"][0] != 200 or any(answer != answers["baked"] for answer in answers.values()):
+            found = ", ".join(f"{server} {answer}" for server, answer in answers.items())
+            raise BenchmarkError(f"{path}: the servers answer {found}; expected the same 200 from each")
+    return Pair(database, loop, ports)
 
 
 def start_versions(settings: Settings, stack: ExitStack, projects: dict[str, Path], database: str) -> Pair:
@@ -304,6 +348,7 @@ def start_versions(settings: Settings, stack: ExitStack, projects: dict[str, Pat
     ports = {}
     for version in VERSIONS:
         command, env = service(projects[version], database_url(settings.work, stack, database, f"{version}-{database}"))
+        command = pinned(settings, SERVER_CORE, command)
         ports[version] = stack.enter_context(serving(f"{version}-{database}", command, env, settings.work))
     return Pair(database, "uvloop", ports, servers=VERSIONS, paths=VERSION_PATHS)
 
@@ -314,6 +359,7 @@ def wrk(settings: Settings, port: int, path: str, seconds: int) -> Load:
     url = f"http://{HOST}:{port}{path}"
     script = str(HERE / ("wrk_post.lua" if method == "POST" else "wrk_report.lua"))
     command = ["wrk", "-t1", f"-c{settings.connections}", f"-d{seconds}s", "--timeout", "5s", "-s", script, url]
+    command = pinned(settings, WRK_CORE, command)
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=False)
     reports = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not reports:
@@ -325,7 +371,8 @@ def wrk(settings: Settings, port: int, path: str, seconds: int) -> Load:
 
 
 def http_leg(settings: Settings, pairs: list[Pair], rounds: int) -> None:
-    """A warm-up, then per round, for each path of each pair, the two servers back to back."""
+    """A warm-up, then per round, for each path of each pair, its servers back to back; round r starts with server
+    r mod n and goes on in order, so none always goes first (with two servers, which goes first alternates)."""
     if settings.warmup:
         for pair in pairs:
             for path in pair.paths:
@@ -333,7 +380,8 @@ def http_leg(settings: Settings, pairs: list[Pair], rounds: int) -> None:
                     wrk(settings, pair.ports[server], path, 1)
     for round_ in range(rounds):
         for pair in pairs:
-            order = pair.servers if round_ % 2 == 0 else pair.servers[::-1]  # neither side always goes first
+            first = round_ % len(pair.servers)
+            order = pair.servers[first:] + pair.servers[:first]
             for path in pair.paths:
                 for server in order:
                     load = wrk(settings, pair.ports[server], path, settings.seconds)
@@ -352,6 +400,7 @@ def live_leg(settings: Settings, project: Path, database: str) -> Live:
     warmup = 10 if settings.warmup else 0
     with ExitStack() as stack:
         command, env = service(project, database_url(settings.work, stack, database, f"live-{database}"))
+        command = pinned(settings, SERVER_CORE, command)
         first = stack.enter_context(serving(f"live-{database}-a", command, env, settings.work))
         with serving(f"live-{database}-b", command, env, settings.work) as second:
             for where, port in (("same process", first), ("other process", second)):
@@ -458,12 +507,19 @@ def markdown(title: str, settings: Settings, facts: dict[str, str], report: Repo
     """results.md; `instructions` is instructions.py's section, kept as it is."""
     pairs, suites = report.pairs, report.suites
     warmup = " after a 1 s warm-up per server and path" if settings.warmup else ""
+    if settings.pin:
+        cores = (
+            f"Every server ran on core {SERVER_CORE} (`taskset -c {SERVER_CORE}`) and every wrk on core {WRK_CORE} "
+            f"(`taskset -c {WRK_CORE}`); PostgreSQL and the live-event clients were not pinned and shared both cores"
+        )
+    else:
+        cores = f"Nothing was pinned ({settings.unpinned}): the servers, wrk and PostgreSQL shared the machine's cores"
     lines = [
         "# Benchmark results",
         "",
         f"Command: `{title}`. wrk -t1 -c{settings.connections} -d{settings.seconds}s on 127.0.0.1{warmup}, "
         f"{settings.rounds} round(s); every figure is the median of the rounds with (min-max). "
-        "The servers, wrk and PostgreSQL share the machine's cores: compare figures within this run only.",
+        f"{cores}. Compare figures within this run only.",
         "",
         "| Machine | |",
         "|---|---|",
@@ -471,17 +527,20 @@ def markdown(title: str, settings: Settings, facts: dict[str, str], report: Repo
         "",
         "## Targets",
         "",
-        "Each ratio is baked / bare req/s of two runs taken back to back, computed round by round.",
+        "Each ratio is one server's req/s over another's on the same path, from runs taken back to back and "
+        "computed round by round. *baked / bare*: the baked service (access log off) over the bare aiohttp app "
+        "doing the same work, what the service's own code costs; *log on / baked*: the same bake with its access "
+        "log on over it with the log off, what the access log costs.",
         "",
         "| Target | Floor | Measured | Met |",
         "|---|---|---|---|",
     ]
     for pair in pairs:
-        for path in PATHS:
-            ratios = pair.ratios(path)
-            met = "yes" if statistics.median(ratios) >= FLOOR else "**NO**"
-            label = f"baked / bare, {pair.database}, {pair.loop}, `{path}`"
-            lines.append(f"| {label} | >= {FLOOR:.2f}x | {spread(ratios, '.3f', 'x')} | {met} |")
+        for (server, against, path), floor in FLOORS.items():
+            ratios = pair.ratios(path, server, against)
+            met = "yes" if statistics.median(ratios) >= floor else "**NO**"
+            label = f"{server} / {against}, {pair.database}, {pair.loop}, `{path}`"
+            lines.append(f"| {label} | >= {floor:.2f}x | {spread(ratios, '.3f', 'x')} | {met} |")
     lines += [
         "",
         "## Throughput and latency",
@@ -490,8 +549,8 @@ def markdown(title: str, settings: Settings, facts: dict[str, str], report: Repo
         "|---|---|---|---|---|---|---|",
     ]
     for pair in pairs:
-        for path in PATHS:
-            for server in SERVERS:
+        for path in pair.paths:
+            for server in pair.servers:
                 loads = pair.loads[server, path]
                 figures = [spread([load.rps for load in loads], ",.0f")]
                 figures += [
@@ -606,28 +665,35 @@ def live_sections(settings: Settings, lives: list[Live]) -> list[str]:
 
 
 def chart(pairs: list[Pair], path: Path) -> None:
-    """results.png: median req/s of both servers per database and path, min-max as error bars."""
+    """results.png: median req/s of leg 1's three servers per database and path, min-max as error bars, and the
+    median baked / bare ratio above each group."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     groups = [(pair, route) for pair in pairs for route in PATHS]
-    figure, axes = plt.subplots(figsize=(max(7.0, 1.8 * len(groups)), 4.5))
-    for offset, server, label in ((-0.2, "baked", "baked service"), (0.2, "bare", "bare aiohttp, same query")):
+    figure, axes = plt.subplots(figsize=(max(7.0, 2.2 * len(groups)), 4.5))
+    bars = (
+        (-0.27, "baked", "baked service"),
+        (0.0, "bare", "bare aiohttp, same query"),
+        (0.27, "log on", "baked, access log on"),
+    )
+    for offset, server, label in bars:
         runs = [[load.rps for load in pair.loads[server, route]] for pair, route in groups]
         medians = [statistics.median(values) for values in runs]
         errors = [[m - min(v) for m, v in zip(medians, runs, strict=True)]]
         errors += [[max(v) - m for m, v in zip(medians, runs, strict=True)]]
-        axes.bar([i + offset for i in range(len(groups))], medians, 0.4, yerr=errors, capsize=3, label=label)
+        axes.bar([i + offset for i in range(len(groups))], medians, 0.27, yerr=errors, capsize=3, label=label)
     tops = [max(load.rps for server in SERVERS for load in pair.loads[server, route]) for pair, route in groups]
     for i, ((pair, route), top) in enumerate(zip(groups, tops, strict=True)):
-        axes.annotate(f"{statistics.median(pair.ratios(route)):.2f}x", (i, top), ha="center", va="bottom")
-    axes.set_ylim(0, max(tops) * 1.25)
+        ratio = statistics.median(pair.ratios(route, "baked", "bare"))
+        axes.annotate(f"{ratio:.2f}x", (i, top), ha="center", va="bottom")
+    axes.set_ylim(0, max(tops) * 1.3)
     axes.set_xticks(range(len(groups)), [f"{pair.database}, {pair.loop}\n{route}" for pair, route in groups])
     axes.set_ylabel("requests per second (median of the rounds)")
     axes.set_title("Baked service vs bare aiohttp doing the same work (baked / bare above)")
-    axes.legend(loc="upper left", ncols=2)
+    axes.legend(loc="upper left", ncols=3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -641,6 +707,9 @@ def main() -> int:
     parser.add_argument("--loops", nargs="+", choices=("uvloop", "asyncio"), default=["uvloop"], help="event loops")
     parser.add_argument("--baseline", default=BASELINE, help=f"the commit leg 2 compares with (default {BASELINE})")
     parser.add_argument("--output", type=Path, default=HERE, help="folder for results.md and results.png")
+    parser.add_argument(
+        "--no-pin", action="store_true", help="run the servers and wrk on any core (default: taskset, 0 and 1)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print(WRK_MISSING, file=sys.stderr)
@@ -662,12 +731,17 @@ def main() -> int:
             warmup=not args.quick,
             suite_args=("-k", "health") if args.quick else (),
             work=Path(work),
+            unpinned=why_unpinned(args.no_pin),
             **(
                 {"version_rounds": 1, "latency_samples": 20, "subscribers": 5, "burst": 50, "fanout_rounds": 1}
                 if args.quick
                 else {}
             ),
         )
+        if settings.pin:
+            print(f"servers pinned to core {SERVER_CORE}, wrk to core {WRK_CORE} (taskset)", flush=True)
+        else:
+            print(f"nothing pinned: {settings.unpinned}", flush=True)
         try:
             loops = dict.fromkeys([*args.loops, "uvloop"])  # legs 2-4 use the uvloop bakes
             bakes = {(loop, db): bake(settings.work, loop, db) for loop in loops for db in databases}

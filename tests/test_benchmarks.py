@@ -14,6 +14,7 @@ import pytest
 from .baking import ROOT, bake, package_of, run
 
 COMMITTED = ROOT / "benchmarks" / "results.md"
+PATHS = ("/health", "/items/1")  # leg 1's
 SECTION = "<!-- instructions.py writes from here -->\nthe gate's table\n<!-- instructions.py writes up to here -->"
 # An extra JSON round trip of /health's answer on every request, appended to a bake's handlers.py: routes.py looks
 # the handler up when the app is built, so it finds this one.
@@ -41,11 +42,14 @@ def test_quick_run_writes_every_row_to_its_output_only_and_keeps_the_instruction
 
     page = (tmp_path / "results.md").read_text(encoding="utf-8")
     databases = ["sqlite"] if "| PostgreSQL | skipped" in page else ["sqlite", "postgresql"]
+    assert "Every server ran on core 0 (`taskset -c 0`)" in page or "Nothing was pinned (" in page
+    floors = {"baked / bare": {"/health": "0.95", "/items/1": "0.90"}, "log on / baked": dict.fromkeys(PATHS, "0.85")}
     for database in databases:
-        for path in ("/health", "/items/1"):
-            assert f"| baked / bare, {database}, uvloop, `{path}` | >= 0.90x |" in page
-            assert f"| {database} | uvloop | `{path}` | baked |" in page
-            assert f"| {database} | uvloop | `{path}` | bare |" in page
+        for path in PATHS:
+            for ratio, floor in floors.items():
+                assert f"| {ratio}, {database}, uvloop, `{path}` | >= {floor[path]}x |" in page
+            for server in ("baked", "bare", "log on"):
+                assert f"| {database} | uvloop | `{path}` | {server} |" in page
         assert re.search(rf"^\| {database} \| [\d.]+ .* \| \d+ passed", page, re.MULTILINE), page
     assert page.index("## Throughput and latency") < page.index(SECTION) < page.index("## Live events")
     assert COMMITTED.read_bytes() == before
