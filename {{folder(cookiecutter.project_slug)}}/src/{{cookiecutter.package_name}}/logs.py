@@ -142,7 +142,7 @@ class AccessLogger(AbstractAccessLogger):
             escaped(request.raw_path),
             response.status,
             response.body_length,
-            round(time * 1000, 2),
+            round(time * 100_000) / 100,  # milliseconds to 2 places: round(x, 2) takes three times as long
             response.headers.get(REQUEST_ID_HEADER, "-"),  # none on aiohttp's own answer to a malformed request
         )
         handler = sole_handler(self.logger)
