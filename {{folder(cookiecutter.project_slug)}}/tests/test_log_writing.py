@@ -28,6 +28,8 @@ from {{ cookiecutter.package_name }}.logs import (
 )
 from {{ cookiecutter.package_name }}.settings import Settings
 
+from .support.clients import Client
+
 
 class CountingStream(io.StringIO):
     """A text stream that counts its writes."""
@@ -86,7 +88,7 @@ def test_an_access_line_from_its_fields_is_the_line_logging_makes_of_its_record(
 ) -> None:
     record = ACCESS.makeRecord(ACCESS.name, logging.INFO, "", 0, ACCESS_LINE, fields, None)
 
-    assert formatter.access_line(fields, record.created) == formatter.format(record)
+    assert formatter.access_line(fields, formatter.utc_time(record.created)) == formatter.format(record)
 
 
 def test_access_lines_skip_logging_only_while_the_services_handler_alone_takes_them(
@@ -115,6 +117,35 @@ def test_access_lines_skip_logging_only_while_the_services_handler_alone_takes_t
         patch.setattr(handler, "level", logging.WARNING)
         assert sole_handler(ACCESS) is None
     assert sole_handler(ACCESS) is handler
+
+
+class Collector(logging.Handler):
+    """Keeps the records it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def test_a_handler_added_between_two_requests_gets_the_second_access_line(
+    root_logger: logging.Logger, client: Client
+) -> None:
+    configure_logging(Settings())
+    [handler] = root_logger.handlers
+    assert isinstance(handler, BatchedStreamHandler)
+    stream = CountingStream()
+    handler.setStream(stream)
+    await client.get("/health")  # straight to the service's handler, the only one
+    collector = Collector()
+    root_logger.addHandler(collector)
+
+    await client.get("/health", headers={"X-Request-ID": "probe-collected"})
+
+    assert [record.getMessage().split()[-1] for record in collector.records] == ["probe-collected"]
+    assert stream.getvalue().count(f"INFO {ACCESS.name}: ") == 2  # the first line, and the second as a record
 
 
 def test_log_times_are_iso_8601_utc_to_the_millisecond() -> None:

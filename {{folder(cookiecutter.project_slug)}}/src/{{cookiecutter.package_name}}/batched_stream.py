@@ -20,6 +20,7 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
         self.pending: list[str] = []
+        self.batches = 0  # the writes of pending lines so far: the number of the batch lines go to now
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -50,6 +51,7 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
         try:
             if self.pending:
                 lines, self.pending = self.pending, []
+                self.batches += 1
                 self.stream.write("\n".join(lines) + self.terminator)
                 self.stream.flush()
         except Exception:  # e.g. a closed pipe: report it on stderr, as logging.Handler does, and go on

@@ -8,6 +8,7 @@ import random
 import re
 import sys
 import time
+from dataclasses import dataclass
 from time import time as clock
 from typing import Any
 
@@ -52,8 +53,8 @@ class ServiceFormatter(logging.Formatter):
         super().__init__(fmt)
         self.utc_time = UtcTime()
 
-    def access_line(self, fields: AccessFields, created: float) -> str:
-        """The line `format` makes of an access record with these fields, made at `created`."""
+    def access_line(self, fields: AccessFields, stamp: str) -> str:
+        """The line `format` makes of an access record with these fields whose time is written `stamp`."""
         raise NotImplementedError
 
 
@@ -72,10 +73,9 @@ class TextFormatter(ServiceFormatter):
         # The line the format string gives, in a third of the time.
         return f"{self.utc_time(record.created)} {record.levelname} {record.name}: {record.getMessage()}"
 
-    def access_line(self, fields: AccessFields, created: float) -> str:
+    def access_line(self, fields: AccessFields, stamp: str) -> str:
         remote, method, path, status, size, milliseconds, request_id = fields  # ACCESS_LINE's, as an f-string: faster
-        line = f'{remote} "{method} {path}" {status} {size} {milliseconds}ms {request_id}'
-        return f"{self.utc_time(created)} INFO {ACCESS.name}: {line}"
+        return f'{stamp} INFO {ACCESS.name}: {remote} "{method} {path}" {status} {size} {milliseconds}ms {request_id}'
 
 
 class JsonFormatter(ServiceFormatter):
@@ -94,9 +94,9 @@ class JsonFormatter(ServiceFormatter):
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
 
-    def access_line(self, fields: AccessFields, created: float) -> str:
+    def access_line(self, fields: AccessFields, stamp: str) -> str:
         message = ACCESS_LINE % fields
-        entry = {"time": self.utc_time(created), "level": "INFO", "logger": ACCESS.name, "message": message}
+        entry = {"time": stamp, "level": "INFO", "logger": ACCESS.name, "message": message}
         return json.dumps(entry | dict(zip(ACCESS_FIELDS, fields, strict=True)))
 
 
@@ -145,11 +145,31 @@ class AccessLogger(AbstractAccessLogger):
             round(time * 100_000) / 100,  # milliseconds to 2 places: round(x, 2) takes three times as long
             response.headers.get(REQUEST_ID_HEADER, "-"),  # none on aiohttp's own answer to a malformed request
         )
-        handler = sole_handler(self.logger)
-        if handler is not None:
-            handler.write_line(handler.formatter.access_line(fields, clock()))
+        batch = ITERATION
+        if batch.handler is None or batch.handler.batches != batch.number:  # the first line of a loop iteration
+            batch.handler = sole_handler(self.logger)
+            if batch.handler is not None:
+                batch.number, batch.stamp = batch.handler.batches, batch.handler.formatter.utc_time(clock())
+        if batch.handler is not None:
+            batch.handler.write_line(batch.handler.formatter.access_line(fields, batch.stamp))
         else:  # What `info` does, less its walk up the stack for the caller's line, which no access line needs.
             self.logger.handle(self.logger.makeRecord(self.logger.name, logging.INFO, "", 0, ACCESS_LINE, fields, None))
+
+
+@dataclass(slots=True)
+class Iteration:
+    """What the access lines of one loop iteration (one batch of the handler's) share, found for the first.
+
+    The handler they go to straight (sole_handler), and their time: a line's stamp is when the first access line of
+    its iteration was logged, at most that iteration's length earlier than its own, and is formatted once.
+    """
+
+    handler: ServiceHandler | None = None
+    number: int = -1  # the handler's batch this was found for
+    stamp: str = ""
+
+
+ITERATION = Iteration()
 
 
 class ServiceHandler(BatchedStreamHandler):
@@ -162,8 +182,8 @@ def sole_handler(logger: logging.Logger) -> ServiceHandler | None:
     """The service's handler if it alone takes `logger`'s INFO records, unfiltered, else None.
 
     Then an access line can go to it as text: making and handling a LogRecord costs more than the rest of a
-    `/health` request. Checked on every line, so a handler or filter added at any time (pytest's caplog, a user's
-    log shipper) gets every record from then on.
+    `/health` request. Checked once per loop iteration, so a handler or filter added at any time (pytest's caplog,
+    a user's log shipper) gets every record from the next iteration on.
     """
     node: logging.Logger | None = logger
     while node is not None:
