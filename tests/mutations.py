@@ -755,8 +755,8 @@ MUTATIONS = [
             "requests wait forever instead of a 503 'no connection within'"
         ),
         "src/{package}/store_postgresql.py",
-        "if self._capacity is not None and self._out <= self._capacity:",
-        "if self._capacity is not None:",
+        "if self._capacity is None or self._out <= self._capacity:",
+        "if True:",
         databases=("postgresql",),
         caught_by="tests/test_faults_postgresql.py::test_a_hung_server_gets_every_request_its_503_within_the_timeouts",
         heavy=True,

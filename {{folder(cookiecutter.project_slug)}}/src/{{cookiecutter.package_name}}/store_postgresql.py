@@ -146,7 +146,8 @@ class PostgresItemStore:
 
         `capacity` is how many connections `acquire` lends at once (a pool's
         size): while fewer are out, one is free and borrowing it needs no
-        timer, which costs a tenth of a read (None: always set one).
+        timer, which costs a tenth of a read; once all are out, the store
+        bounds the wait. None: `acquire` bounds its own waits.
         `listen_url` is where `watch` LISTENs for events (None: no other
         process writes, and `watch` returns at once).
         """
@@ -171,7 +172,7 @@ class PostgresItemStore:
         self._out += 1
         try:
             try:
-                if self._capacity is not None and self._out <= self._capacity:
+                if self._capacity is None or self._out <= self._capacity:
                     connection = await lease.__aenter__()
                 else:
                     async with asyncio.timeout(self._pool_timeout):
