@@ -34,9 +34,9 @@ class UtcTime:
         self.last = (-1, "")
 
     def __call__(self, created: float) -> str:
-        millisecond, text = self.last
-        if int(created * 1000) != millisecond:  # under load, many lines share a millisecond
-            millisecond = int(created * 1000)
+        millisecond = int(created * 1000)
+        cached, text = self.last
+        if millisecond != cached:  # under load, many lines share a millisecond
             second, rest = divmod(millisecond, 1000)
             text = f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(second))}.{rest:03d}Z"
             self.last = millisecond, text  # one assignment: another thread sees the old pair or the new, never a mix
@@ -185,14 +185,12 @@ def sole_handler(logger: logging.Logger) -> ServiceHandler | None:
     `/health` request. Checked once per loop iteration, so a handler or filter added at any time (pytest's caplog,
     a user's log shipper) gets every record from the next iteration on.
     """
-    node: logging.Logger | None = logger
-    while node is not None:
-        if node.filters or node.disabled or (node.handlers and node.parent is not None) or not node.propagate:
+    node = logger
+    while node.parent is not None:  # up to the root, every logger on the way without handlers or filters of its own
+        if node.handlers or node.filters or node.disabled or not node.propagate:
             return None
-        if node.parent is None:
-            break
         node = node.parent
-    if node is None or len(node.handlers) != 1 or not logger.isEnabledFor(logging.INFO):
+    if node.filters or node.disabled or len(node.handlers) != 1 or not logger.isEnabledFor(logging.INFO):
         return None
     [handler] = node.handlers
     if not isinstance(handler, ServiceHandler) or handler.filters or handler.level > logging.INFO:
