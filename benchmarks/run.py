@@ -30,6 +30,7 @@ import re
 import secrets
 import shutil
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -38,7 +39,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -66,8 +67,10 @@ FLOORS: dict[tuple[str, str, str], float] = {
 }
 SERVER_CORE, WRK_CORE = 0, 1  # where `taskset` pins every server and every wrk, unless --no-pin
 BASELINE = "c94295f"  # the default --baseline: the template before the transactional outbox of events
-VERSIONS = ("now", "baseline")
+VERSIONS = ("now", "baseline", "events off")  # leg 2; events off: the bake now, its events triggers dropped
 VERSION_PATHS = ("/health", "POST /items")
+FEW_WRITERS = 10  # leg 2 loads POST /items with these connections too: writes must scale from here to the full count
+EVENT_TRIGGERS = ("item_created", "item_deleted")  # on items, in every database: what "events off" drops
 VERSION_ROUNDS = 3
 SUBSCRIBERS = 100  # leg 3's fan-out: websockets on one service process
 BURST = 2_000  # leg 3's fan-out: creates per round
@@ -128,6 +131,7 @@ class Pair:
     ports: dict[str, int]
     servers: tuple[str, ...] = SERVERS
     paths: tuple[str, ...] = PATHS
+    connections: int | None = None  # wrk's -c; None: the settings'
     loads: dict[tuple[str, str], list[Load]] = field(default_factory=lambda: defaultdict(list))
 
     def ratios(self, path: str, server: str | None = None, against: str | None = None) -> list[float]:
@@ -258,11 +262,11 @@ def bake(work: Path, loop: str, database: str, template: Path = TEMPLATE, versio
     return project
 
 
-def postgres(sql: str) -> str:
-    """Run one statement on the TEST_DATABASE_URL database; its first value."""
+def postgres(sql: str, url: str = ADMIN_URL) -> str:
+    """Run one statement on the database at `url` (by default TEST_DATABASE_URL's); its first value."""
 
     async def run() -> str:
-        connection = await asyncpg.connect(ADMIN_URL, timeout=5)
+        connection = await asyncpg.connect(url, timeout=5)
         try:
             return str(await connection.fetchval(sql))
         finally:
@@ -343,22 +347,42 @@ def start_pair(settings: Settings, stack: ExitStack, project: Path, database: st
     return Pair(database, loop, ports)
 
 
-def start_versions(settings: Settings, stack: ExitStack, projects: dict[str, Path], database: str) -> Pair:
-    """The bake now and at the baseline, each on a fresh database of its own."""
+def start_versions(settings: Settings, stack: ExitStack, projects: dict[str, Path], database: str) -> list[Pair]:
+    """The bake now, at the baseline and now with events off, each on a fresh database of its own: the paths at the
+    settings' connections, and POST /items at FEW_WRITERS too when they differ."""
     ports = {}
     for version in VERSIONS:
-        command, env = service(projects[version], database_url(settings.work, stack, database, f"{version}-{database}"))
+        project = projects["now" if version == "events off" else version]
+        url = database_url(settings.work, stack, database, f"{version.replace(' ', '-')}-{database}")
+        command, env = service(project, url)
         command = pinned(settings, SERVER_CORE, command)
         ports[version] = stack.enter_context(serving(f"{version}-{database}", command, env, settings.work))
-    return Pair(database, "uvloop", ports, servers=VERSIONS, paths=VERSION_PATHS)
+        if version == "events off":  # once the service has migrated its database
+            drop_event_triggers(database, url)
+    pairs = [Pair(database, "uvloop", ports, servers=VERSIONS, paths=VERSION_PATHS)]
+    if settings.connections != FEW_WRITERS:
+        pairs.append(Pair(database, "uvloop", ports, servers=VERSIONS, paths=("POST /items",), connections=FEW_WRITERS))
+    return pairs
 
 
-def wrk(settings: Settings, port: int, path: str, seconds: int) -> Load:
-    """Load one path (`POST /items`: create an item per request) for `seconds`; every response must be a 2xx."""
+def drop_event_triggers(database: str, url: str) -> None:
+    """Drop the triggers that record an event per write: the service runs as before, with no event to deliver."""
+    for trigger in EVENT_TRIGGERS:
+        if database == "sqlite":
+            with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as connection:
+                connection.execute(f"DROP TRIGGER {trigger}")
+        else:
+            postgres(f"DROP TRIGGER {trigger} ON items", url)
+
+
+def wrk(settings: Settings, port: int, path: str, seconds: int, connections: int | None = None) -> Load:
+    """Load one path (`POST /items`: create an item per request) for `seconds` with `connections` (by default the
+    settings'); every response must be a 2xx."""
     method, _, path = path.rpartition(" ")
     url = f"http://{HOST}:{port}{path}"
     script = str(HERE / ("wrk_post.lua" if method == "POST" else "wrk_report.lua"))
-    command = ["wrk", "-t1", f"-c{settings.connections}", f"-d{seconds}s", "--timeout", "5s", "-s", script, url]
+    connections = connections or settings.connections
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", script, url]
     command = pinned(settings, WRK_CORE, command)
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=False)
     reports = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -377,17 +401,18 @@ def http_leg(settings: Settings, pairs: list[Pair], rounds: int) -> None:
         for pair in pairs:
             for path in pair.paths:
                 for server in pair.servers:
-                    wrk(settings, pair.ports[server], path, 1)
+                    wrk(settings, pair.ports[server], path, 1, pair.connections)
     for round_ in range(rounds):
         for pair in pairs:
             first = round_ % len(pair.servers)
             order = pair.servers[first:] + pair.servers[:first]
             for path in pair.paths:
                 for server in order:
-                    load = wrk(settings, pair.ports[server], path, settings.seconds)
+                    load = wrk(settings, pair.ports[server], path, settings.seconds, pair.connections)
                     pair.loads[server, path].append(load)
                     print(
-                        f"  round {round_ + 1}/{rounds} {pair.database:<10} {pair.loop:<7} {server:<8} "
+                        f"  round {round_ + 1}/{rounds} {pair.database:<10} {pair.loop:<7} {server:<10} "
+                        f"-c{pair.connections or settings.connections:<3} "
                         f"{path:<11} {load.rps:>8,.0f} req/s  p50 {load.p50_ms:6.2f} ms  p99 {load.p99_ms:7.2f} ms",
                         flush=True,
                     )
@@ -585,27 +610,31 @@ def versions_section(settings: Settings, report: Report) -> list[str]:
     if not report.versions:
         return [*lines, f"Skipped: {report.baseline}."]
     lines += [
-        f"The template's working tree (now) and commit `{report.baseline}` (the baseline, exported with "
-        "`git archive`), both baked with uvloop, each run as `python -m async_service` on a fresh database of its "
-        f"own and loaded back to back with the same wrk settings, which goes first alternating; "
+        f"The template's working tree (now), commit `{report.baseline}` (the baseline, exported with `git archive`) "
+        "and the working tree again with its events triggers dropped once it had migrated (events off: the same "
+        "service, no event recorded), all baked with uvloop, each run as `python -m async_service` on a fresh "
+        "database of its own and loaded back to back with the same wrk settings, which goes first rotating; "
         f"{settings.version_rounds} round(s), median (min-max). `POST /items` creates one item per request "
-        "(`wrk_post.lua`); the ratio is taken round by round.",
+        f"(`wrk_post.lua`), also with {FEW_WRITERS} connections in a full run; the ratios are taken round by round.",
         "",
-        "| Database | Request | baseline req/s | now req/s | now / baseline | baseline p99 ms | now p99 ms |",
-        "|---|---|---|---|---|---|---|",
+        "| Database | Request | wrk -c | baseline req/s | now req/s | events off req/s | now / baseline "
+        "| now / events off | baseline p99 ms | now p99 ms | events off p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for pair in report.versions:
         for path in pair.paths:
-            before, now = pair.loads["baseline", path], pair.loads["now", path]
-            figures = [spread([load.rps for load in loads], ",.0f") for loads in (before, now)]
-            figures.append(spread(pair.ratios(path), ".2f", "x"))
-            figures += [spread([load.p99_ms for load in loads], ".2f") for loads in (before, now)]
-            lines.append(f"| {pair.database} | `{path}` | {' | '.join(figures)} |")
+            loads = [pair.loads[version, path] for version in ("baseline", "now", "events off")]
+            figures = [spread([load.rps for load in each], ",.0f") for each in loads]
+            figures += [spread(pair.ratios(path, "now", against), ".2f", "x") for against in ("baseline", "events off")]
+            figures += [spread([load.p99_ms for load in each], ".2f") for each in loads]
+            connections = pair.connections or settings.connections
+            lines.append(f"| {pair.database} | `{path}` | {connections} | {' | '.join(figures)} |")
     lines += [
         "",
-        "Where the baseline has no events, `POST /items` now also writes its event in the same transaction; on "
-        "PostgreSQL those transactions commit one at a time (ids in commit order, and the NOTIFY, which "
-        "PostgreSQL commits one at a time anyway), each waiting for its own flush to disk.",
+        "The baseline records no events. Now, `POST /items` also writes its event, in the same statement: on "
+        "SQLite the creates that wait for the connection share one INSERT; on PostgreSQL the event goes to an "
+        "inbox with no lock, and is numbered after the commit (migration 0004), so writers do not wait for "
+        "each other.",
     ]
     return lines
 
@@ -623,7 +652,7 @@ def live_sections(settings: Settings, lives: list[Live]) -> list[str]:
         "arrival minus the 201's (negative when the event comes first); *after sending*: minus the moment the "
         "POST was sent. *Other process*: the subscriber is on process B, a second `python -m async_service` on "
         "the same database (SQLite: B polls for new events every 0.1 s; PostgreSQL: B LISTENs for the "
-        "trigger's NOTIFY).",
+        "NOTIFY that number_events sends once it has numbered them).",
         "",
         "| Database | Subscriber on | Samples | after the 201: p50 ms | p99 ms | min ms "
         "| after sending: p50 ms | p99 ms |",
@@ -762,7 +791,7 @@ def main() -> int:
                 with ExitStack() as stack:
                     for db in databases:
                         projects = {"now": bakes["uvloop", db], "baseline": baselines[db]}
-                        versions.append(start_versions(settings, stack, projects, db))
+                        versions += start_versions(settings, stack, projects, db)
                     http_leg(settings, versions, settings.version_rounds)
             print("== leg 3: live events", flush=True)
             loads.append(f"{load_average()} at leg 3")

@@ -1,9 +1,10 @@
-"""Remove the files the answers did not ask for.
+"""Remove the files the answers did not ask for, and record where the template came from.
 
 One table maps each answer to the paths it makes unnecessary; one remover
 deletes them and fails loudly when a listed path does not exist, so the
 table cannot drift from the template. Safe to run again (cruft update
-re-runs it): it only ever acts on a freshly rendered tree.
+re-runs it): it only ever acts on a freshly rendered tree. A plain
+cookiecutter bake gets the .cruft.json that `cruft create` would write.
 """
 
 from __future__ import annotations
@@ -74,15 +75,37 @@ def remove(project: Path, paths: list[str]) -> None:
             target.unlink()
 
 
-def main(answers: Mapping[str, object], project: Path) -> int:
-    """Prune `project`; print one line to stderr and return 1 when the table is wrong."""
+def record_origin(answers: Mapping[str, object], project: Path, origin: Mapping[str, str]) -> None:
+    """Write .cruft.json as `cruft create` does, so `cruft check` and `cruft update` serve a plain bake as well.
+
+    Not when cruft renders (`_commit` set: it writes its own), nor for a template without git history (no origin).
+    """
+    if "_commit" in answers or not origin:
+        return
+    context = {key: value for key, value in answers.items() if key not in {"_output_dir", "_repo_dir", "_checkout"}}
+    context.update(_template=origin["template"], _commit=origin["commit"])
+    state = {
+        "template": origin["template"],
+        "commit": origin["commit"],
+        "checkout": answers.get("_checkout"),
+        "context": {"cookiecutter": context},
+        "directory": None,
+    }
+    text = json.dumps(state, ensure_ascii=False, indent=2, separators=(",", ": ")) + "\n"
+    (project / ".cruft.json").write_text(text, encoding="utf-8")
+
+
+def main(answers: Mapping[str, object], project: Path, origin: Mapping[str, str]) -> int:
+    """Prune `project` and record its origin; print one line to stderr and return 1 when the table is wrong."""
     try:
         remove(project, paths_to_remove(answers))
     except PruneError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    record_origin(answers, project, origin)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(json.loads(r"""{{ cookiecutter | tojson }}"""), Path.cwd()))
+    answers = json.loads(r"""{{ cookiecutter | tojson }}""")
+    sys.exit(main(answers, Path.cwd(), json.loads(r"""{{ template_origin(cookiecutter._template) | tojson }}""")))

@@ -43,24 +43,34 @@ STDLIB = frozenset(sys.stdlib_module_names) | {"test"}
 DEPENDENCY_NAMES = frozenset(
     {
         "_distutils_hack", "_hypothesis_ftz_detector", "_hypothesis_globals", "_hypothesis_pytestplugin", "_pytest",
-        "aiohappyeyeballs", "aiohttp", "aiosignal", "aiosqlite", "ast_serialize", "asyncpg", "attr", "attrs",
-        "blockbuster", "coverage", "forbiddenfruit", "frozenlist", "gunicorn", "hatchling", "hypothesis", "idna",
-        "iniconfig", "librt", "multidict", "mypy", "mypy_extensions", "mypyc", "packaging", "pathspec", "pip",
-        "pkg_resources", "pluggy", "propcache", "py", "pygments", "pytest", "pytest_aiohttp", "pytest_asyncio",
-        "pytest_cov", "pytest_mock", "pytest_randomly", "pytest_timeout", "ruff", "setuptools", "sortedcontainers",
-        "tomlkit", "trove_classifiers", "typing_extensions", "uvloop", "yarl",
+        "_yaml", "aiohappyeyeballs", "aiohttp", "aiosignal", "aiosqlite", "annotated_types", "anyio", "ast_serialize",
+        "asyncpg", "attr", "attrs", "blockbuster", "certifi", "charset_normalizer", "click", "coverage", "dotenv",
+        "forbiddenfruit", "frozenlist", "graphql", "gunicorn", "harfile", "hatchling", "hypothesis",
+        "hypothesis_graphql", "idna", "iniconfig", "jsonschema", "jsonschema_path", "jsonschema_rs",
+        "jsonschema_specifications", "lazy_object_proxy", "librt", "markdown_it", "markupsafe", "mdurl", "multidict",
+        "mypy", "mypy_extensions", "mypyc", "openapi_schema_validator", "openapi_spec_validator", "packaging",
+        "pathable", "pathspec", "pip", "pkg_resources", "pluggy", "propcache", "py", "pydantic", "pydantic_core",
+        "pydantic_settings", "pygments", "pyrate_limiter", "pytest", "pytest_aiohttp", "pytest_asyncio", "pytest_cov",
+        "pytest_mock", "pytest_randomly", "pytest_timeout", "referencing", "requests", "rfc3339_validator", "rich",
+        "rpds", "ruff", "schemathesis", "setuptools", "six", "sortedcontainers", "tomlkit", "trove_classifiers",
+        "typing_extensions", "typing_inspection", "urllib3", "uvloop", "werkzeug", "yaml", "yarl",
     }
 )  # fmt: skip
 # The same tree's distribution names (canonical: lowercase, runs of -_. as -): a project named like one of
 # them would have to be its own dependency (pip: ResolutionImpossible). Generated like DEPENDENCY_NAMES.
 DISTRIBUTION_NAMES = frozenset(
     {
-        "aiohappyeyeballs", "aiohttp", "aiosignal", "aiosqlite", "ast-serialize", "asyncpg", "asyncpg-stubs", "attrs",
-        "blockbuster", "coverage", "forbiddenfruit", "frozenlist", "gunicorn", "hatchling", "hypothesis", "idna",
-        "iniconfig", "librt", "multidict", "mypy", "mypy-extensions", "packaging", "pathspec", "pip", "pluggy",
-        "propcache", "pygments", "pytest", "pytest-aiohttp", "pytest-asyncio", "pytest-cov", "pytest-mock",
-        "pytest-randomly", "pytest-timeout", "ruff", "setuptools", "sortedcontainers", "tomlkit", "trove-classifiers",
-        "typing-extensions", "uvloop", "yarl",
+        "aiohappyeyeballs", "aiohttp", "aiosignal", "aiosqlite", "annotated-types", "anyio", "ast-serialize", "asyncpg",
+        "asyncpg-stubs", "attrs", "blockbuster", "certifi", "charset-normalizer", "click", "coverage", "forbiddenfruit",
+        "frozenlist", "graphql-core", "gunicorn", "harfile", "hatchling", "hypothesis", "hypothesis-graphql", "idna",
+        "iniconfig", "jsonschema", "jsonschema-path", "jsonschema-rs", "jsonschema-specifications", "lazy-object-proxy",
+        "librt", "markdown-it-py", "markupsafe", "mdurl", "multidict", "mypy", "mypy-extensions",
+        "openapi-schema-validator", "openapi-spec-validator", "packaging", "pathable", "pathspec", "pip", "pluggy",
+        "propcache", "pydantic", "pydantic-core", "pydantic-settings", "pygments", "pyrate-limiter", "pytest",
+        "pytest-aiohttp", "pytest-asyncio", "pytest-cov", "pytest-mock", "pytest-randomly", "pytest-timeout",
+        "python-dotenv", "pyyaml", "referencing", "requests", "rfc3339-validator", "rich", "rpds-py", "ruff",
+        "schemathesis", "setuptools", "six", "sortedcontainers", "tomlkit", "trove-classifiers", "types-jsonschema",
+        "typing-extensions", "typing-inspection", "urllib3", "uvloop", "werkzeug", "yarl",
     }
 )  # fmt: skip
 # Written by hand: top-level folders of the baked project itself (pytest imports its tests as `tests`).

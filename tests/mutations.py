@@ -39,7 +39,43 @@ ITEMS = "src/{package}/items.py"
 ERRORS = "src/{package}/errors.py"
 UPSTREAM = "src/{package}/upstream.py"
 
+SCHEMAS = "src/{package}/schemas.py"
+OPENAPI = "tests/test_openapi.py::"
+
 MUTATIONS = [
+    Mutation(
+        "openapi-name-one-too-long",
+        "the document lets a name be one character longer than the service takes",
+        SCHEMAS,
+        'between = "{0," + str(NAME_MAX_LENGTH - 2) + "}"',
+        'between = "{0," + str(NAME_MAX_LENGTH - 1) + "}"',
+        caught_by=OPENAPI + "test_a_name_the_schema_accepts_is_one_the_service_takes",
+    ),
+    Mutation(
+        "openapi-quantity-written-as-a-float-refused",
+        "a quantity of 3.0, an integer to JSON Schema (and to the document), gets a 400",
+        ITEMS,
+        "        value = int(value)\n",
+        "        pass\n",
+        caught_by=OPENAPI + "test_a_body_the_schema_accepts_is_one_the_service_takes",
+    ),
+    Mutation(
+        "openapi-route-left-out",
+        "the document leaves out every DELETE route",
+        "src/{package}/openapi.py",
+        'if route.method in {"HEAD", "*"}:',
+        'if route.method in {"HEAD", "*", "DELETE"}:',
+        caught_by=OPENAPI + "test_every_route_is_in_the_document",
+    ),
+    Mutation(
+        "openapi-status-undocumented",
+        "the document forgets that POST /items answers 415 to a body not sent as JSON",
+        HANDLERS,
+        '            415: Answer("the body is not sent as application/json", ERROR),\n',
+        "",
+        caught_by=OPENAPI + "test_schemathesis_finds_nothing_against_the_running_service",
+        heavy=True,
+    ),
     Mutation(
         "dropped-await-add",
         "create_item forgets to await the store: the coroutine, not the item, is published and returned",
@@ -269,7 +305,8 @@ MUTATIONS = [
         "the JSON error mapping loses its StoreUnavailable case: a database outage answers 502, not 503",
         ERRORS,
         "    if isinstance(error, StoreUnavailable):\n"
-        '        return json_error(web.HTTPServiceUnavailable, "unavailable", str(error), headers={"Retry-After": "1"})\n',
+        '        return json_error(web.HTTPServiceUnavailable, "unavailable", str(error), '
+        'headers={"Retry-After": "1"})\n',
         "",
         caught_by="tests/test_api_contract.py::test_every_503_says_when_to_retry",
     ),
@@ -302,8 +339,8 @@ MUTATIONS = [
         "page-limit-lower-bound-off-by-one",
         "limit=0 is accepted (the lower bound is 0 instead of 1)",
         ITEMS,
-        '"limit", default=20, low=1, high=PAGE_MAX)',
-        '"limit", default=20, low=0, high=PAGE_MAX)',
+        '"limit", default=PAGE_LIMIT, low=1, high=PAGE_MAX)',
+        '"limit", default=PAGE_LIMIT, low=0, high=PAGE_MAX)',
         caught_by="tests/test_api_contract.py::test_bad_paging_gets_400",
     ),
     Mutation(
@@ -785,6 +822,79 @@ MUTATIONS = [
         "WHERE used.created_at >= now() - make_interval(secs => $5)",
         databases=("postgresql",),
         caught_by="tests/test_api_contract.py::test_every_error_is_json",
+    ),
+    Mutation(
+        "pg-events-numbered-in-insert-order",
+        (
+            "PostgreSQL events keep the ids their inserts drew: an event committed late gets an id below those "
+            "already delivered, and subscribers past it never get it"
+        ),
+        "src/{package}/migrations/postgresql/0004_number_events_after_commit.sql",
+        "SELECT newest + row_number() OVER (ORDER BY id), type",
+        "SELECT id, type",
+        databases=("postgresql",),
+        caught_by="tests/test_faults_postgresql.py::test_a_transaction_left_open_holds_back_only_its_own_event",
+    ),
+    Mutation(
+        "pg-events-never-swept",
+        (
+            "a process numbers events only after its own writes: an event committed by hand, or by a process killed "
+            "right after its write, waits for the next write"
+        ),
+        "src/{package}/store_postgresql.py",
+        "            self._unnumbered = True\n            wake()\n",
+        "            wake()\n",
+        databases=("postgresql",),
+        caught_by="tests/test_faults_postgresql.py::test_a_transaction_left_open_holds_back_only_its_own_event",
+    ),
+    Mutation(
+        "pg-newest-id-ignores-numbering-under-way",
+        (
+            "the newest event id, asked for while a numbering that began after a write is under way, answers from "
+            "before it: a client resuming after that id is sent the write's event again"
+        ),
+        "src/{package}/store_postgresql.py",
+        "            await asyncio.wait([under_way])\n"
+        "            if under_way.result():\n                return None\n",
+        "            return None\n",
+        databases=("postgresql",),
+        caught_by=(
+            "tests/test_faults_postgresql.py::"
+            "test_the_newest_event_id_counts_a_write_that_a_numbering_under_way_numbers"
+        ),
+    ),
+    Mutation(
+        "sqlite-grouped-creates-mismatched",
+        "creates sharing one INSERT get each other's rows: the returned rows are matched to them in reverse order",
+        "src/{package}/store_sqlite.py",
+        "sorted(rows, key=lambda row: int(row[0]))",
+        "sorted(rows, key=lambda row: int(row[0]), reverse=True)",
+        databases=("sqlite",),
+        caught_by="tests/test_concurrency.py::test_creates_at_once_each_get_their_own_item",
+    ),
+    Mutation(
+        "sqlite-creates-one-at-a-time",
+        "creates waiting for the same turn to write are stored one INSERT each: one trip to the thread and commit each",
+        "src/{package}/store_sqlite.py",
+        "self._creates[:CREATE_GROUP], self._creates[CREATE_GROUP:]",
+        "self._creates[:1], self._creates[1:]",
+        databases=("sqlite",),
+        caught_by="tests/test_concurrency.py::test_creates_waiting_for_the_same_turn_to_write_share_one_insert",
+    ),
+    Mutation(
+        "hub-reads-again-after-a-short-batch",
+        (
+            "the hub reads the store again after a read that found less than a batch: a second query per write, "
+            "for nothing"
+        ),
+        EVENTS,
+        "                    if len(events) < BATCH:  # all there was: a write from now on wakes it again\n"
+        "                        break\n",
+        "",
+        caught_by=(
+            "tests/test_concurrency.py::"
+            "test_a_read_that_finds_less_than_a_batch_is_the_last_until_the_hub_is_woken_again"
+        ),
     ),
     Mutation(
         "pg-listener-no-catch-up",

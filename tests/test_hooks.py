@@ -23,9 +23,9 @@ from .dependency_names import frozenset_literal, project_requirements, taken_nam
 TEMPLATE = ROOT / "{{folder(cookiecutter.project_slug)}}"
 
 
-def load_hook(name: str) -> ModuleType:
-    """Import a hook file as a module (hooks run as scripts; their logic sits in functions)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "hooks" / f"{name}.py")
+def load(path: str) -> ModuleType:
+    """Import a file of the template as a module (hooks run as scripts; their logic sits in functions)."""
+    spec = importlib.util.spec_from_file_location(Path(path).stem, ROOT / path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -33,8 +33,9 @@ def load_hook(name: str) -> ModuleType:
     return module
 
 
-pre_gen = load_hook("pre_gen_project")
-post_gen = load_hook("post_gen_project")
+pre_gen = load("hooks/pre_gen_project.py")
+post_gen = load("hooks/post_gen_project.py")
+local_extensions = load("local_extensions.py")
 
 BAD_PACKAGES = {
     "my-project!": "not a lowercase Python identifier",
@@ -171,6 +172,35 @@ def test_the_command_line_shows_the_refusal_as_the_readme_says(tmp_path: Path) -
     assert theirs[1] == "Traceback (most recent call last):"
     assert theirs[-1] == "Hook script failed (exit status: 1)"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("project_name", "package"),
+    [
+        ("Customer Relationship Management Service", "customer_relationship_management"),
+        ("Supercalifragilisticexpialidociousness Unlimited Ltd", "supercalifragilisticexpialidocio"),
+        (" ".join(["Order"] * 30), "order_order_order_order_order"),
+    ],
+)
+def test_a_long_project_name_bakes_with_a_slug_and_package_derived_to_fit(  # type: ignore[no-untyped-def]
+    cookies, project_name: str, package: str
+) -> None:
+    """Names derived from the user's own answer are never refused: cut at a word, within the hook's limits."""
+    result = cookies.bake(extra_context={"project_name": project_name})
+
+    assert result.exception is None
+    assert len(result.project_path.name) <= pre_gen.SLUG_MAX
+    assert [folder.name for folder in (result.project_path / "src").iterdir()] == [package]
+    assert len(package) <= pre_gen.PACKAGE_MAX == local_extensions.PACKAGE_MAX
+
+
+def test_the_readmes_first_command_leaves_the_checkout_clean(cookies) -> None:  # type: ignore[no-untyped-def]
+    """It bakes the default project into the checkout, where git ignores it: `git status` shows nothing new."""
+    default = bake(cookies, {}).name
+
+    done = run(ROOT, "git", "check-ignore", "--no-index", f"{default}/", check=False)
+
+    assert done.returncode == 0, f"{default}/ is not in .gitignore"
 
 
 class Terminal(io.StringIO):

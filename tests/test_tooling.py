@@ -242,6 +242,45 @@ def test_pre_commit_mypy_checks_the_whole_project_with_every_imported_package(ba
     assert imported <= distribution_names(mypy["additional_dependencies"])
 
 
+def test_the_readme_names_the_compose_version_that_reads_compose_yaml(cookies) -> None:  # type: ignore[no-untyped-def]
+    """Inline `configs: content` needs Docker Compose 2.23.1: a user with an older one is told before trying."""
+    project = bake(cookies, {"database": "postgresql"})
+    configs = load_yaml(project / "compose.yaml")["configs"]
+    readme = " ".join((project / "README.md").read_text(encoding="utf-8").split())
+
+    assert any("content" in config for config in configs.values())
+    assert "Docker Compose v2.23.1 or newer" in readme
+
+
+def test_the_readme_names_the_pythons_and_systems_ci_runs(baked: Path) -> None:
+    matrix = workflow_job(baked)["strategy"]["matrix"]
+    pythons, extra = matrix["python-version"], matrix.get("include", [])
+    tried = [entry["python-version"] for entry in extra if entry.get("experimental")]
+    systems = {"windows-latest": "Windows", "macos-latest": "macOS"}
+    elsewhere = {(systems[entry["os"]], entry["python-version"]) for entry in extra if entry["os"] in systems}
+    readme = " ".join((baked / "README.md").read_text(encoding="utf-8").split())
+
+    claim = f"on Python {pythons[0]} to {pythons[-1]} ({', '.join(tried)} tried, allowed to fail)"
+    if elsewhere:
+        [python] = {python for _, python in elsewhere}
+        names = [name for name in systems.values() if (name, python) in elsewhere]
+        claim += f", plus {' and '.join(names)} on {python}"
+    assert claim in readme
+
+
+def test_pre_commit_mypy_asks_for_the_versions_the_project_does(baked: Path) -> None:
+    """A package in both lists has the same requirement in each: the hook type-checks what `pip install` gives."""
+    _, mypy = pre_commit_hooks(baked)["mypy"]
+    project = pyproject(baked)["project"]
+    declared = {
+        Requirement(line).name: Requirement(line)
+        for line in [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    }
+    hook = [Requirement(line) for line in mypy["additional_dependencies"]]
+
+    assert [str(each) for each in hook if each.name in declared and each != declared[each.name]] == []
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("database", ["sqlite", "postgresql", "none"])
 def test_pre_commit_mypy_environment_is_enough_for_strict_mypy(cookies, database: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -34,14 +34,19 @@ def commit_all(folder: Path, message: str) -> str:
     return run(folder, *GIT, "rev-parse", "HEAD").stdout.strip()
 
 
-def template_repository(destination: Path) -> str:
-    """Copy the template (tracked and untracked-but-not-ignored files) into a new git repository; commit it."""
+def template_copy(destination: Path) -> None:
+    """Copy the template's files (tracked and untracked-but-not-ignored) into `destination`, without git history."""
     listed = run(ROOT, *GIT, "ls-files", "--cached", "--others", "--exclude-standard", "-z").stdout.split("\0")
     for name in filter(None, listed):
         source = ROOT / name
         if source.is_file():  # a tracked file deleted in the work tree is listed too
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, destination / name)
+
+
+def template_repository(destination: Path) -> str:
+    """Copy the template into a new git repository; commit it."""
+    template_copy(destination)
     run(destination, *GIT, "init", "--quiet", "--initial-branch=main")
     return commit_all(destination, "template")
 
@@ -75,7 +80,8 @@ def test_cruft_update_applies_template_changes_and_keeps_local_edits(tmp_path: P
     answers = [f"{key}={value}" for key, value in ANSWERS.items()]
     run(tmp_path, sys.executable, "-m", "cookiecutter", "--no-input", "--output-dir", "plain", template, *answers)
     plain = tree(tmp_path / "plain" / project.name)
-    assert sorted(set(tree(project)) ^ set(plain)) == [".cruft.json"]  # a cruft bake is a plain bake: the hooks ran
+    assert sorted(set(tree(project)) ^ set(plain)) == []  # a cruft bake is a plain bake: the hooks ran
+    assert json.loads(plain[".cruft.json"]) == state  # and a plain bake records what cruft does
     store = f"src/{state['context']['cookiecutter']['package_name']}/store_sqlite.py"
     assert not (project / store).exists()
 
@@ -114,3 +120,43 @@ def test_cruft_update_applies_template_changes_and_keeps_local_edits(tmp_path: P
         "CHANGELOG.md",
         "UPGRADED.md",
     ]  # nothing else, no .rej
+
+
+def test_a_plain_cookiecutter_bake_takes_template_updates_with_cruft(tmp_path: Path) -> None:
+    """No `cruft link` needed: the bake names the template commit it came from, so cruft sees what it lacks."""
+    template = tmp_path / "template"
+    template.mkdir()
+    first = template_repository(template)
+    answers = [f"{key}={value}" for key, value in ANSWERS.items()]
+    run(tmp_path, sys.executable, "-m", "cookiecutter", "--no-input", "--output-dir", "plain", template, *answers)
+    [project] = (tmp_path / "plain").iterdir()
+    assert json.loads((project / ".cruft.json").read_text(encoding="utf-8"))["commit"] == first
+    run(project, *GIT, "init", "--quiet", "--initial-branch=main")
+    commit_all(project, "baked")
+    with (template / PROJECT / "CHANGELOG.md").open("a", encoding="utf-8") as changelog:
+        changelog.write("- A change the template made after this project was baked.\n")
+    second = commit_all(template, "template change")
+    assert run(project, *CRUFT, "check", check=False).returncode != 0  # behind, and cruft knows it
+
+    done = run(project, *CRUFT, "update", "--skip-apply-ask")
+
+    assert "has been updated" in done.stdout, done.stdout
+    assert json.loads((project / ".cruft.json").read_text(encoding="utf-8"))["commit"] == second
+    assert "- A change the template made after this project was baked.\n" in (project / "CHANGELOG.md").read_text()
+
+
+@pytest.mark.parametrize("git", ["installed", "absent"])
+def test_a_template_without_git_history_bakes_with_no_cruft_record(tmp_path: Path, git: str) -> None:
+    """A template from a zip file or a plain folder, on a machine with or without git: no commit to record."""
+    template = tmp_path / "template"
+    template_copy(template)
+    env = {"PATH": str(Path(sys.executable).parent)} if git == "absent" else {}
+    answers = [f"{key}={value}" for key, value in ANSWERS.items()]
+
+    run(
+        tmp_path, sys.executable, "-m", "cookiecutter", "--no-input", "--output-dir", "out", template, *answers, env=env
+    )
+
+    [project] = (tmp_path / "out").iterdir()
+    assert (project / "pyproject.toml").is_file()
+    assert not (project / ".cruft.json").exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from typing import Any
 
@@ -18,6 +19,7 @@ from pytest_aiohttp import AiohttpClient
 from pytest_mock import MockerFixture
 
 from {{ cookiecutter.package_name }} import handlers
+from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.items import (
     EVENT_PRUNE_EVERY,
     EVENT_RETENTION,
@@ -27,17 +29,12 @@ from {{ cookiecutter.package_name }}.items import (
     ValidationError,
 )
 from {{ cookiecutter.package_name }}.keys import HUB
+from {{ cookiecutter.package_name }}.settings import Settings
 
-from .support.clients import JSON_HEADERS, Client, ClientFactory
+from .support.clients import JSON_HEADERS, WEBSOCKET_HANDSHAKE, Client, ClientFactory
 from .support.conditions import until
 from .support.fake_upstream import BIG_BODY
 
-WEBSOCKET_HANDSHAKE = {
-    "Upgrade": "websocket",
-    "Connection": "Upgrade",
-    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-    "Sec-WebSocket-Version": "13",
-}
 ID_MAX = 2**63 - 1  # a bigint: the largest id an item can have, in the store's schema and in URLs
 QUANTITY_MAX = 2**31 - 1  # an integer column
 Request = tuple[str, str, dict[str, Any]]  # method, path and the keyword arguments of `client.request`
@@ -110,6 +107,8 @@ async def test_a_name_is_stored_verbatim_whatever_it_holds(client: Client) -> No
         pytest.param(b'{"name": "x", "quantity": "3"}', "invalid", id="quantity-not-an-integer"),
         pytest.param(b'{"name": "x", "quantity": true}', "invalid", id="quantity-boolean"),
         pytest.param(b'{"name": "x", "quantity": -1}', "invalid", id="quantity-negative"),
+        pytest.param(b'{"name": "x", "quantity": 2.5}', "invalid", id="quantity-fraction"),
+        pytest.param(b'{"name": "x", "quantity": 1e400}', "invalid", id="quantity-infinite"),
         pytest.param(b'{"name": "x", "colour": "red"}', "invalid", id="unknown-field"),
     ],
 )
@@ -128,6 +127,7 @@ async def test_bad_bodies_get_400(client: Client, body: bytes, code: str) -> Non
         pytest.param({"name": f" {'x' * 200}\t"}, ("x" * 200, 0), id="longest-name-once-stripped"),
         pytest.param({"name": "x", "quantity": 0}, ("x", 0), id="least-quantity"),
         pytest.param({"name": "x", "quantity": QUANTITY_MAX}, ("x", QUANTITY_MAX), id="most-quantity"),
+        pytest.param({"name": "x", "quantity": 3.0}, ("x", 3), id="quantity-written-as-a-float"),
         *(
             pytest.param({"name": f"a{c}b"}, (f"a{c}b", 0), id=f"U+{ord(c):04X}")
             for c in "~\ud7ff\ue000\u202f\u206a"  # just outside the refused ranges (those below)
@@ -492,6 +492,17 @@ async def test_an_upstream_answer_announced_over_its_limit_is_refused_before_its
 
     assert response.status == 502
     assert (await response.json())["error"]["message"] == "upstream answered over 1024 bytes (UPSTREAM_MAX_BYTES)"
+
+
+async def test_the_service_as_its_own_upstream_relays_its_health_as_the_readme_says(
+    settings: Settings, store: ItemStore, unused_tcp_port: int, aiohttp_client: AiohttpClient
+) -> None:
+    own = dataclasses.replace(settings, upstream_url=f"http://127.0.0.1:{unused_tcp_port}/health")
+    client = await aiohttp_client(create_app(own, store=store), server_kwargs={"port": unused_tcp_port})
+
+    response = await client.get("/upstream")
+
+    assert (response.status, await response.json()) == (200, {"upstream": {"status": "ok"}})
 
 
 async def test_upstream_status_is_relayed(client: Client) -> None:

@@ -12,6 +12,9 @@ from typing import Any, TypeVar
 from unittest import mock
 
 import aiohttp
+{%- if cookiecutter.database == "sqlite" %}
+import aiosqlite
+{%- endif %}
 import pytest
 from aiohttp import WSCloseCode
 
@@ -67,6 +70,29 @@ async def test_concurrent_creates_all_succeed_and_every_row_is_stored(client: Cl
     assert [response.status for response in responses] == [201] * WRITERS
     stored = [item for offset in range(0, WRITERS, 100) for item in await store.list(limit=100, offset=offset)]
     assert {item.name for item in stored} == names
+
+
+async def test_creates_at_once_each_get_their_own_item(store: ItemStore) -> None:
+    wanted = [NewItem(name=f"at once {n}", quantity=n) for n in range(CREATES_AT_ONCE)]
+
+    items = await asyncio.gather(*(store.add(new) for new in wanted))
+
+    assert [(item.name, item.quantity) for item in items] == [(new.name, new.quantity) for new in wanted]
+    assert len({item.id for item in items}) == len(wanted)
+    assert [await store.get(item.id) for item in items] == items
+{%- if cookiecutter.database == "sqlite" %}
+
+
+async def test_creates_waiting_for_the_same_turn_to_write_share_one_insert(
+    store: ItemStore, database: aiosqlite.Connection
+) -> None:
+    with mock.patch.object(database, "execute_fetchall", wraps=database.execute_fetchall) as statements:
+        await asyncio.gather(*(store.add(NewItem(name=f"at once {n}", quantity=n)) for n in range(CREATES_AT_ONCE)))
+
+    # Only the writes: a hub of another test's app may poll for events on this connection meanwhile.
+    writes = [call.args[0].split(" (")[0] for call in statements.call_args_list if call.args[0].startswith("INSERT")]
+    assert writes == ["INSERT INTO items"]
+{%- endif %}
 
 
 async def create(client: Client, name: str) -> int:
@@ -363,6 +389,31 @@ async def test_the_hub_reads_each_event_once_even_while_no_one_listens(
         await delivery
     assert subscriber.ids == [event.id for event in written]
     assert read == [event.id for event in before + written]
+
+
+async def test_a_read_that_finds_less_than_a_batch_is_the_last_until_the_hub_is_woken_again(
+    store: ItemStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It found all there was: one read per write, not a second to find nothing."""
+    hub = Hub(store)
+    hub.head = before = await store.last_event_id()
+    [written] = await add_events(store, 1)
+    delivery = asyncio.create_task(hub.run())
+    reads: list[int] = []  # where each of the hub's reads started
+    events_after = store.events_after
+
+    async def reading(after: int, limit: int) -> Sequence[ItemEvent]:
+        reads.append(after)
+        return await events_after(after, limit)
+
+    monkeypatch.setattr(store, "events_after", reading)
+    try:
+        hub.wake()
+        await until(lambda: hub.head == written.id)
+    finally:
+        hub.stop()  # seen when the hub next waits to be woken: after a second read, if it makes one
+        await delivery
+    assert reads == [before]
 
 
 async def never_reading_subscriber(client: Client) -> socket.socket:

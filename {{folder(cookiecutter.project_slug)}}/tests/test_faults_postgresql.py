@@ -3,7 +3,8 @@
 Requests get 503 within the timeouts and the service recovers alone; a create whose answer was lost is not repeated
 by its retry, and its 503 says it may have been stored; `/ready` says why while the database takes no writes; an
 event listener whose connection goes silent notices, reconnects and catches up, and keeps its session through the
-server's idle timeout; a DATABASE_URL the service cannot use stops it with one line.
+server's idle timeout; a transaction left open holds back no event but its own; a DATABASE_URL the service cannot
+use stops it with one line.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pytest_aiohttp import AiohttpClient
 
 from {{ cookiecutter.package_name }} import migrations, store_postgresql
 from {{ cookiecutter.package_name }}.app import create_app
-from {{ cookiecutter.package_name }}.keys import SETTINGS
+from {{ cookiecutter.package_name }}.keys import SETTINGS, STORE
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.store_postgresql import Acquire, PostgresItemStore
 
@@ -40,8 +41,8 @@ POLL = 0.05
 TIMEOUT = 0.5  # DATABASE_TIMEOUT and DATABASE_POOL_TIMEOUT below: no answer may take longer than the two
 POOL_SIZE = (1, 2)  # the hung client's connections: few, so requests queued turn by turn would wait long
 CONCURRENT = 60  # requests at once: thirty times the pool's connections; queued turn by turn, the last waits 15 s
+NUMBERING_LOCK = 6118  # the advisory lock number_events() takes
 MARGIN = 4.0  # for a busy machine, far below the queued 15 s (a quiet machine's figure is a benchmark's, not a test's)
-EVENTS_LOCK = 6118  # what migrations/postgresql/0002_create_events.sql locks to write events one at a time
 
 
 async def cut_off(server: asyncpg.Connection, name: str, *, allowed: bool) -> None:
@@ -135,15 +136,23 @@ async def test_a_hung_server_gets_every_request_its_503_within_the_timeouts(
     await wait_until_ready(hung_client)
 
 
+WAITING_FOR_A_LOCK = """SELECT count(*) FROM pg_stat_activity
+                        WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"""
+
+
+async def until_a_statement_waits_for_a_lock(database: asyncpg.Connection) -> None:
+    """Return once another session of `database` waits for a lock (no bound of its own: the test's time limit)."""
+    while not await database.fetchval(WAITING_FOR_A_LOCK):  # noqa: ASYNC110 - the server's view is all there is
+        await asyncio.sleep(POLL)
+
+
 async def until_no_statement_waits_for_a_lock(database: asyncpg.Connection) -> None:
     """Return once no other session of `database` waits for a lock.
 
     Fail if one still does after RECOVERY_TIMEOUT (ten times the server's statement timeout).
     """
-    waiting = """SELECT count(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"""
     for _ in range(int(RECOVERY_TIMEOUT / POLL)):
-        if not await database.fetchval(waiting):
+        if not await database.fetchval(WAITING_FOR_A_LOCK):
             return
         await asyncio.sleep(POLL)
     raise AssertionError(f"a statement still waits for a lock {RECOVERY_TIMEOUT} s on: the server never stopped it")
@@ -157,8 +166,8 @@ async def test_a_statement_past_the_timeout_is_stopped_by_the_server_too(
     database = await asyncpg.connect(service_env["DATABASE_URL"])
     try:
         async with database.transaction():
-            # The lock the events trigger takes: the service's INSERT runs, then waits for this transaction.
-            await database.execute(f"SELECT pg_advisory_xact_lock({EVENTS_LOCK})")
+            # A lock no INSERT can share: the service's INSERT waits for this transaction.
+            await database.execute("LOCK TABLE items IN SHARE MODE")
             answer = await hung_client.post("/items", json={"name": name})
             await until_no_statement_waits_for_a_lock(database)  # the server has stopped the INSERT
         stored = await database.fetchval("SELECT count(*) FROM items WHERE name = $1", name)
@@ -249,7 +258,10 @@ async def test_a_create_answered_503_after_its_commit_is_not_repeated_by_its_ret
     database = await asyncpg.connect(service_env["DATABASE_URL"])
     try:
         assert await database.fetchval("SELECT count(*) FROM items WHERE name = $1", name) == 1
-        assert await database.fetchval("SELECT count(*) FROM events WHERE item_id = $1", stored["id"]) == 1
+        # Its event, numbered or still in the inbox (one statement: one snapshot, so not counted in both or neither).
+        recorded = """SELECT (SELECT count(*) FROM events WHERE item_id = $1)
+                             + (SELECT count(*) FROM event_inbox WHERE item_id = $1)"""
+        assert await database.fetchval(recorded, stored["id"]) == 1
     finally:
         await database.close()
 
@@ -264,6 +276,7 @@ async def test_a_listener_whose_connection_goes_silent_reconnects_and_catches_up
     """
     monkeypatch.setattr(store_postgresql, "LISTENER_CHECK_EVERY", 0.05)
     monkeypatch.setattr(store_postgresql, "CONNECT_TIMEOUT", 0.1)  # a slower connect is retried, so never flaky
+    monkeypatch.setattr(store_postgresql, "NUMBER_EVERY", 100 * RECOVERY_TIMEOUT)  # only the listener wakes the hub
     wakes: asyncio.Queue[None] = asyncio.Queue()
     store = PostgresItemStore(acquire, settings, listen_url=through(proxy.port, database_url))
     watcher = asyncio.create_task(store.watch(lambda: wakes.put_nowait(None)))
@@ -288,7 +301,7 @@ async def test_the_event_listener_keeps_its_session_through_the_servers_idle_ses
 ) -> None:
     """The server ends a session that idles past its timeout; the listener's, idle for longer, lives on.
 
-    It never reconnects (no second wake) and logs nothing.
+    It never reconnects (its session is the same) and logs nothing.
     """
     url = await new_database()
     name = urlsplit(url).path.lstrip("/")
@@ -313,7 +326,6 @@ async def test_the_event_listener_keeps_its_session_through_the_servers_idle_ses
         await asyncio.gather(watcher, return_exceptions=True)
 
     assert left == [listener]
-    assert wakes.empty()
     assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == []
 
 
@@ -338,6 +350,22 @@ async def test_a_database_url_the_service_cannot_use_stops_it_with_one_line(url:
     assert process.returncode == 1
     assert len(lines) == 1, lines
     assert f"cannot start: {message}" in lines[0]
+
+
+async def test_a_database_that_does_not_exist_stops_the_service_saying_how_to_create_it(
+    server: asyncpg.Connection,
+) -> None:
+    url = urlsplit(TEST_DATABASE_URL)._replace(path="/no_such_database").geturl()
+
+    process = await launch({"DATABASE_URL": url})
+    async with asyncio.timeout(15):
+        _, stderr = await process.communicate()
+
+    how = "create it first, with `createdb` or CREATE DATABASE, on the server DATABASE_URL names"
+    assert process.returncode == 1
+    assert lines_said(stderr) == [
+        f'{{ cookiecutter.package_name }}: cannot start: postgresql: database "no_such_database" does not exist; {how}'
+    ]
 
 
 class Rendezvous:
@@ -396,3 +424,59 @@ async def test_migrations_are_not_bound_by_the_statement_timeout(
     await anext(context)  # migrated, slow one included
     with pytest.raises(StopAsyncIteration):
         await anext(context)
+
+
+async def test_a_transaction_left_open_holds_back_only_its_own_event(
+    aiohttp_client: AiohttpClient, settings: Settings, service_env: dict[str, str]
+) -> None:
+    """An item inserted by hand in a transaction left open: the service's writes meanwhile are delivered at once.
+
+    Its event comes once it commits (numbered within NUMBER_EVERY, by no write of the service's), with a larger id
+    than theirs, though its insert came first: a subscriber that has seen their ids misses nothing.
+    """
+    url = service_env["DATABASE_URL"]
+    client = await aiohttp_client(create_app(dataclasses.replace(settings, database_url=url)))
+    async with client.ws_connect("/events") as ws:
+        await ws.send_json({"type": "ping"})
+        assert await ws.receive_json(timeout=RECOVERY_TIMEOUT) == {"type": "pong"}  # subscribed
+        by_hand = await asyncpg.connect(url)
+        try:
+            async with by_hand.transaction():
+                held = await by_hand.fetchval("INSERT INTO items (name, quantity) VALUES ('left open', 1) RETURNING id")
+                meanwhile = await (await client.post("/items", json={"name": "meanwhile"})).json()
+                delivered = await ws.receive_json(timeout=RECOVERY_TIMEOUT)
+            committed = await ws.receive_json(timeout=RECOVERY_TIMEOUT)
+        finally:
+            await by_hand.close()
+
+    assert delivered["item"] == meanwhile
+    assert (committed["type"], committed["item"]["id"]) == ("item.created", held)
+    assert held < meanwhile["id"]  # inserted first
+    assert committed["id"] > delivered["id"]  # numbered later
+
+
+async def test_the_newest_event_id_counts_a_write_that_a_numbering_under_way_numbers(
+    aiohttp_client: AiohttpClient, settings: Settings, service_env: dict[str, str]
+) -> None:
+    """The newest event id, asked for while a numbering that began after a write waits for its lock, counts the write.
+
+    It waits for that numbering, rather than answer from before it (saying the write's event is not there yet).
+    """
+    url = service_env["DATABASE_URL"]
+    client = await aiohttp_client(create_app(dataclasses.replace(settings, database_url=url)))
+    store = client.app[STORE]
+    numberer = await asyncpg.connect(url)
+    try:
+        await numberer.execute("SELECT pg_advisory_lock($1)", NUMBERING_LOCK)
+        created = await (await client.post("/items", json={"name": "numbered meanwhile"})).json()
+        reading = asyncio.create_task(store.events_after(0, 10))
+        await until_a_statement_waits_for_a_lock(numberer)
+        newest = asyncio.create_task(store.last_event_id())
+        finished, _ = await asyncio.wait([newest], timeout=TIMEOUT)  # long enough for an answer that does not wait
+        await numberer.execute("SELECT pg_advisory_unlock($1)", NUMBERING_LOCK)
+        [event] = await reading
+    finally:
+        await numberer.close()
+
+    assert not finished
+    assert (event.item.id, await newest) == (created["id"], event.id)

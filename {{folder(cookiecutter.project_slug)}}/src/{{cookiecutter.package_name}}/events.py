@@ -92,6 +92,8 @@ class Hub:
                     if self.subscriptions:  # else no one to encode them for
                         self.offer(events)
                     self.head = events[-1].id
+                    if len(events) < BATCH:  # all there was: a write from now on wakes it again
+                        break
                     await asyncio.sleep(0)  # the senders' turn before the next read, however fast the store answers
             except StoreUnavailable as error:
                 log.warning("reading events: %s; retrying in %.0f s", error, RETRY_DELAY)

@@ -12,6 +12,9 @@ from .events import Pace, ReadCheck, bound_link, reply_to
 from .fingerprint import fingerprint
 from .items import (
     EVENT_RETENTION,
+    ID_MAX,
+    PAGE_LIMIT,
+    PAGE_MAX,
     Item,
     json_integer,
     parse_after,
@@ -22,17 +25,55 @@ from .items import (
 )
 from .keys import HUB, REQUEST_ID, SETTINGS, STORE, UPSTREAM
 from .logs import REQUEST_ID_HEADER
+from .openapi import Answer, Operation, Parameter, document, documented
+from .schemas import (
+    ERROR,
+    FINGERPRINT,
+    IDEMPOTENCY_KEY,
+    ITEM,
+    ITEM_EVENT,
+    ITEM_ID,
+    NEW_ITEM,
+    PAGE,
+    UPSTREAM_STATUS,
+    Schema,
+    integer,
+    status,
+)
 from .upstream import fetch_status
 
 HEALTHY = json.dumps({"status": "ok"}).encode()
 WS_MAX_MESSAGE = 4096
+# One decoder for every body: json.loads given parse_int builds a new one per call, half of its time on a small body.
+BODY_DECODER = json.JSONDecoder(parse_int=json_integer)
+
+INVALID = Answer("the request breaks a rule; `message` says which", ERROR)
+NOT_FOUND = Answer("no item has this id", ERROR)
+UNAVAILABLE = Answer(
+    "the store cannot serve now (down, too slow or refusing); retry after Retry-After seconds",
+    ERROR,
+    headers={"Retry-After": "seconds to wait before a retry"},
+)
+AN_ITEM_ID = Parameter("item_id", "path", ITEM_ID, "the item's id")
+# After a 201, the item it made can be read, fingerprinted and deleted: the links say how.
+ITEM_LINKS: dict[str, Schema] = {
+    f"{verb}Item": {"operationId": operation_id, "parameters": {"item_id": "$response.body#/id"}}
+    for verb, operation_id in [("Get", "get_item"), ("Fingerprint", "item_fingerprint"), ("Delete", "delete_item")]
+}
 
 
+@documented(Operation("Liveness: the process answers", {200: Answer("alive", status("ok"))}))
 async def health(request: web.Request) -> web.Response:
     """Liveness: the process answers."""
     return web.Response(body=HEALTHY, content_type="application/json")
 
 
+@documented(
+    Operation(
+        "Readiness: the process and its store answer",
+        {200: Answer("ready to serve", status("ready")), 503: UNAVAILABLE},
+    )
+)
 async def ready(request: web.Request) -> web.Response:
     """Readiness: the item store answers too."""
     await request.app[STORE].ping()
@@ -67,7 +108,7 @@ async def read_json(request: web.Request) -> object:
         message = f"the body did not arrive within {settings.body_timeout:g} s"
         raise refuse_and_close(request, json_error(web.HTTPRequestTimeout, "body_timeout", message)) from None
     try:
-        return json.loads(body, parse_int=json_integer)
+        return BODY_DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))  # as json.loads does
     except (ValueError, RecursionError):
         raise json_error(web.HTTPBadRequest, "malformed_json", "the body is not valid UTF-8 JSON") from None
 
@@ -100,6 +141,35 @@ async def find_item(request: web.Request) -> Item:
     return item
 
 
+@documented(
+    Operation(
+        "Create an item",
+        {
+            201: Answer(
+                "created, or (with Idempotent-Replayed) the item this Idempotency-Key created before",
+                ITEM,
+                headers={"Location": "the item's path, /items/{id}"},
+                sometimes={"Idempotent-Replayed": "`true` when the answer is a retry's, and nothing was stored"},
+                links=ITEM_LINKS,
+            ),
+            400: INVALID,
+            408: Answer("the body did not arrive in time (BODY_TIMEOUT)", ERROR),
+            413: Answer("the body is over MAX_BODY_BYTES", ERROR),
+            415: Answer("the body is not sent as application/json", ERROR),
+            422: Answer("this Idempotency-Key created another item", ERROR),
+            503: UNAVAILABLE,
+        },
+        parameters=[
+            Parameter(
+                "Idempotency-Key",
+                "header",
+                IDEMPOTENCY_KEY,
+                "a key of the client's (a UUID, say): a retry with it within 24 h gets the item it created",
+            )
+        ],
+        body=NEW_ITEM,
+    )
+)
 async def create_item(request: web.Request) -> web.Response:
     """POST /items: store an item (and its event), tell the subscribers.
 
@@ -120,6 +190,16 @@ async def create_item(request: web.Request) -> web.Response:
     return web.json_response(item.to_json(), status=201, headers=headers)
 
 
+@documented(
+    Operation(
+        "One page of items, oldest first",
+        {200: Answer("the page, with the limit and offset it answers", PAGE), 400: INVALID, 503: UNAVAILABLE},
+        parameters=[
+            Parameter("limit", "query", integer(1, PAGE_MAX, default=PAGE_LIMIT), "the most items to list"),
+            Parameter("offset", "query", integer(0, ID_MAX, default=0), "how many items to skip"),
+        ],
+    )
+)
 async def list_items(request: web.Request) -> web.Response:
     """GET /items?limit=&offset=: one page of items, oldest first."""
     limit, offset = parse_page(request.query)
@@ -127,11 +207,17 @@ async def list_items(request: web.Request) -> web.Response:
     return web.json_response({"items": [item.to_json() for item in items], "limit": limit, "offset": offset})
 
 
+@documented(
+    Operation("One item", {200: Answer("the item", ITEM), 404: NOT_FOUND, 503: UNAVAILABLE}, parameters=[AN_ITEM_ID])
+)
 async def get_item(request: web.Request) -> web.Response:
     """GET /items/{id}."""
     return web.json_response((await find_item(request)).to_json())
 
 
+@documented(
+    Operation("Delete an item", {204: Answer("deleted"), 404: NOT_FOUND, 503: UNAVAILABLE}, parameters=[AN_ITEM_ID])
+)
 async def delete_item(request: web.Request) -> web.Response:
     """DELETE /items/{id}: remove it (recording its event), tell the subscribers."""
     item = await request.app[STORE].delete(item_id_of(request))
@@ -141,6 +227,13 @@ async def delete_item(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@documented(
+    Operation(
+        "A slow digest of an item, computed off the event loop",
+        {200: Answer("the digest, 64 hexadecimal digits", FINGERPRINT), 404: NOT_FOUND, 503: UNAVAILABLE},
+        parameters=[AN_ITEM_ID],
+    )
+)
 async def item_fingerprint(request: web.Request) -> web.Response:
     """GET /items/{id}/fingerprint: a slow digest, computed in a worker thread."""
     item = await find_item(request)
@@ -148,6 +241,16 @@ async def item_fingerprint(request: web.Request) -> web.Response:
     return web.json_response({"id": item.id, "fingerprint": digest})
 
 
+@documented(
+    Operation(
+        "The upstream service's status (UPSTREAM_URL)",
+        {
+            200: Answer("what the upstream answered", UPSTREAM_STATUS),
+            502: Answer("the upstream failed: an error, no answer, or one over UPSTREAM_MAX_BYTES", ERROR),
+            504: Answer("the upstream did not answer within UPSTREAM_TIMEOUT", ERROR),
+        },
+    )
+)
 async def upstream_status(request: web.Request) -> web.Response:
     """GET /upstream: the upstream service's status (504/502 when it fails)."""
     settings, session = request.app[SETTINGS], request.app[UPSTREAM]
@@ -156,6 +259,30 @@ async def upstream_status(request: web.Request) -> web.Response:
     return web.json_response({"upstream": status})
 
 
+@documented(
+    Operation(
+        "Item events as they happen (a websocket)",
+        {
+            101: Answer("a websocket: one text frame per event, each an ItemEvent", ITEM_EVENT),
+            400: Answer("`after` is not an event id, or the request is not a websocket handshake", ERROR),
+            410: Answer("the events after `after` are no longer kept, or none has that id yet", ERROR),
+            503: UNAVAILABLE,
+        },
+        parameters=[
+            Parameter(
+                "after",
+                "query",
+                integer(0, ID_MAX),
+                "the id of the last event the client has: the kept events after it come first",
+            )
+        ],
+        description=(
+            "Connect with a websocket client. Frames are ItemEvent objects (see components), oldest first; "
+            "a frame the client sends gets a JSON reply. A subscriber that falls behind is closed with 1013, "
+            "saying the id to resume after."
+        ),
+    )
+)
 async def events(request: web.Request) -> web.WebSocketResponse:
     """GET /events[?after=<id>] (websocket): item events as they happen, first those after `id`; answers pings."""
     after = parse_after(request.query)
@@ -191,3 +318,9 @@ async def events(request: web.Request) -> web.WebSocketResponse:
         except ConnectionError:  # the client went away mid-reply
             pass
     return ws
+
+
+@documented(Operation("This document: the API in OpenAPI 3.1", {200: Answer("the document", {"type": "object"})}))
+async def openapi(request: web.Request) -> web.Response:
+    """GET /openapi.json."""
+    return web.json_response(document(request.app))

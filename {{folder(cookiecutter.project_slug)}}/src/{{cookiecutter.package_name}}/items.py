@@ -14,6 +14,7 @@ QUANTITY_MAX = 2**31 - 1
 ID_MAX = 2**63 - 1
 ID_MAX_DIGITS = len(str(ID_MAX))
 PAGE_MAX = 100
+PAGE_LIMIT = 20  # the page size of a list request that names none
 # Events kept for subscribers that resume: those with the newest EVENT_RETENTION ids. Every EVENT_PRUNE_EVERY-th
 # event removes older ones{% if cookiecutter.database != "none" %} (the store's migrations say the same numbers){% endif %}.
 EVENT_RETENTION = 10_000
@@ -194,6 +195,8 @@ def _parse_name(value: object) -> str:
 
 
 def _parse_quantity(value: object) -> int:
+    if isinstance(value, float) and value.is_integer():  # JSON has one kind of number: 3.0 is the integer 3
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError("'quantity' must be an integer")
     if not 0 <= value <= QUANTITY_MAX:
@@ -211,7 +214,7 @@ def parse_item_id(text: str) -> int | None:
 
 def parse_page(query: Mapping[str, str]) -> tuple[int, int]:
     """The (limit, offset) pair of a list request, with defaults."""
-    limit = _parse_bounded(query, "limit", default=20, low=1, high=PAGE_MAX)
+    limit = _parse_bounded(query, "limit", default=PAGE_LIMIT, low=1, high=PAGE_MAX)
     offset = _parse_bounded(query, "offset", default=0, low=0, high=ID_MAX)
     return limit, offset
 

@@ -17,6 +17,7 @@ def add_routes(app: web.Application) -> None:
     _resource(app, "/items/{item_id}/fingerprint", GET=handlers.item_fingerprint)
     _resource(app, "/upstream", GET=handlers.upstream_status)
     _resource(app, "/events", GET=handlers.events)
+    _resource(app, "/openapi.json", GET=handlers.openapi)
     app.router.add_route("*", "/{path:.*}", handled(not_found))
 
 

@@ -7,9 +7,13 @@ server that stopped answering, every request gets its 503 within the two.
 Once a statement's answer is in hand it is what the caller gets, whatever
 happens to the connection next; a write whose connection is lost before its
 answer came gets a 503 that says it may have been done. A write's event is
-added by a trigger in the same transaction, which also sends a NOTIFY
-(migrations/postgresql/0002_create_events.sql); every process LISTENs on a
-connection of its own, and catches up whenever it reconnects.
+added to an inbox by a trigger in the same transaction, with no lock, so
+writers never wait for each other; it gets its id after the commit, when
+the store next reads events, from `number_events`
+(migrations/postgresql/0004_number_events_after_commit.sql), which sends a
+NOTIFY. Every process LISTENs on a connection of its own, catches up
+whenever it reconnects, and numbers events every NUMBER_EVERY seconds, for a
+write whose process died before it could.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ RECONNECT_DELAY = (0.1, 5.0)  # seconds before the listener reconnects: first, t
 # server that vanished) would never be noticed: after this many quiet seconds it asks the server to answer, within
 # CONNECT_TIMEOUT, or reconnects (and catches up).
 LISTENER_CHECK_EVERY = 10.0
+NUMBER_EVERY = 1.0  # seconds: the longest an event committed by a process that died, or by hand, waits for its number
 IDLE_SESSION_TIMEOUT_SINCE = (14, 0)  # the server version that can end idle sessions (and so the listener's)
 
 log = logging.getLogger(__name__)
@@ -157,6 +162,8 @@ class PostgresItemStore:
         self._listen_url = listen_url
         self._capacity = capacity
         self._out = 0  # connections borrowed and not yet given back
+        self._unnumbered = True  # a write may have left an event in the inbox: number it before reading
+        self._numbering: asyncio.Future[bool] | None = None  # the numbering under way: whether it was done
 
     async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
         """The rows of a statement that only reads."""
@@ -164,7 +171,10 @@ class PostgresItemStore:
 
     async def _write(self, if_lost: str, sql: str, *args: object) -> list[asyncpg.Record]:
         """The rows of a statement that writes; `if_lost` says what may have happened when its answer never came."""
-        return await self._run(sql, args, if_lost)
+        try:
+            return await self._run(sql, args, if_lost)
+        finally:
+            self._unnumbered = True
 
     async def _run(self, sql: str, args: Sequence[object], if_lost: str | None) -> list[asyncpg.Record]:
         """The rows of `sql` on a borrowed connection, or StoreUnavailable saying why there are none."""
@@ -233,25 +243,70 @@ class PostgresItemStore:
             )
 
     async def events_after(self, after: int, limit: int) -> Sequence[ItemEvent]:
+        await self._number_events()
         sql = "SELECT id, type, item_id, name, quantity FROM events WHERE id > $1 ORDER BY id LIMIT $2"
         return [ItemEvent(row[0], row[1], Item(*row[2:])) for row in await self._fetch(sql, after, limit)]
 
     async def last_event_id(self) -> int:
-        [[last]] = await self._fetch("SELECT coalesce(max(id), 0) FROM events")
-        return int(last)
+        return await self._number_events() or int((await self._fetch("SELECT coalesce(max(id), 0) FROM events"))[0][0])
+
+    async def _number_events(self) -> int | None:
+        """Number the events committed by every write that ended before this call; the newest id, if it numbered.
+
+        None when no write ended since the last numbering began, or when the
+        numbering under way did it (it began after the last write ended).
+        """
+        if not self._unnumbered:
+            under_way = self._numbering
+            if under_way is None:
+                return None
+            await asyncio.wait([under_way])
+            if under_way.result():
+                return None
+        self._unnumbered = False  # a write that ends from here on is numbered by the next call
+        self._numbering = numbered = asyncio.get_running_loop().create_future()
+        try:
+            [[newest]] = await self._fetch("SELECT number_events()")
+        except BaseException:
+            self._unnumbered = True
+            numbered.set_result(False)
+            raise
+        else:
+            numbered.set_result(True)
+        finally:
+            if self._numbering is numbered:
+                self._numbering = None
+        return int(newest)
 
     async def watch(self, wake: Callable[[], None]) -> None:
-        """LISTEN for the events trigger's NOTIFY on a connection of its own.
+        """LISTEN for number_events' NOTIFY on a connection of its own, and have events numbered every NUMBER_EVERY.
 
-        When it is lost, reconnect (and catch up): soon at first, then less
-        and less often.
+        When the connection is lost, reconnect (and catch up): soon at first,
+        then less and less often.
         """
         if self._listen_url is None:
             return
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._number_now_and_then(wake), name="event-numbering")
+            await self._listen(self._listen_url, wake)
+
+    async def _number_now_and_then(self, wake: Callable[[], None]) -> None:
+        """Every NUMBER_EVERY, have the next read (`wake` asks for one) number what no one else would.
+
+        Events committed by a process killed right after its write, or by a
+        write made by hand.
+        """
+        while True:
+            await asyncio.sleep(NUMBER_EVERY)
+            self._unnumbered = True
+            wake()
+
+    async def _listen(self, url: str, wake: Callable[[], None]) -> None:
+        """LISTEN until cancelled, reconnecting."""
         delay = RECONNECT_DELAY[0]
         while True:
             try:
-                connection = await connect_cleanly(self._listen_url)
+                connection = await connect_cleanly(url)
             except CONNECTION_ERRORS as error:
                 log.warning("event listener: %s; retrying in %.1f s", unavailable(error), delay)
                 await asyncio.sleep(delay)
@@ -313,6 +368,9 @@ async def connect_to_migrate(url: str) -> asyncpg.Connection:
         return await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
     except UNUSABLE_URL as error:
         raise StoreUnavailable(f"postgresql: DATABASE_URL cannot be used: {error}") from None
+    except asyncpg.InvalidCatalogNameError as error:  # the server answers, but has no database of that name
+        how = "create it first, with `createdb` or CREATE DATABASE, on the server DATABASE_URL names"
+        raise StoreUnavailable(f"postgresql: {error}; {how}") from None
     except CONNECTION_ERRORS as error:
         raise unavailable(error) from error
 

@@ -3,7 +3,9 @@
 The connection runs in autocommit mode, so every write is committed before
 its response is sent. A write's event is added by a trigger in the same
 statement (migrations/sqlite/0002_create_events.sql). One write at a time
-goes to the connection: each waits up to DATABASE_TIMEOUT for its turn, then
+goes to the connection, and the creates that come while one waits share the
+next statement (one multi-row INSERT, one trip to the connection's thread
+and one commit for them all): each waits up to DATABASE_TIMEOUT for its turn, then
 up to DATABASE_TIMEOUT for the file's write lock, so while another process
 holds the lock every write gets its 503 within twice that (queued behind each
 other in the connection's thread, the tenth would wait ten). Processes sharing the
@@ -115,6 +117,8 @@ async def migrate(connection: aiosqlite.Connection) -> None:
 # Inserting into this view adds the item and its key in one statement (migrations/sqlite/0003_...sql).
 ADD_ONCE = "INSERT INTO keyed_items (key, digest, name, quantity, created_at, expired_before) VALUES (?, ?, ?, ?, ?, ?)"
 USED_KEY = "SELECT digest, item_id FROM idempotency_keys WHERE key = ?"
+RETURNED = "RETURNING id, name, quantity"
+CREATE_GROUP = 500  # creates stored by one INSERT at most: 1,000 parameters, far below SQLite's limit (32,766)
 
 
 # One write at a time per connection, whichever store it is for: a second resource's store on the same
@@ -134,6 +138,8 @@ class SqliteItemStore:
         self._writing = WRITE_TURNS.setdefault(connection, asyncio.Lock())
         self._folder = Path(sqlite_path(settings.database_url)).parent
         self._statvfs = statvfs
+        self._creates: list[tuple[NewItem, asyncio.Future[Item]]] = []  # waiting for their turn, oldest first
+        self._inserting: set[asyncio.Task[None]] = set()  # tasks storing a group of them
 
     async def _fetch(self, sql: str, parameters: tuple[object, ...]) -> Iterable[sqlite3.Row]:
         try:
@@ -158,10 +164,45 @@ class SqliteItemStore:
             self._writing.release()
 
     async def add(self, new: NewItem) -> Item:
-        sql = "INSERT INTO items (name, quantity) VALUES (?, ?) RETURNING id, name, quantity"
-        async with self._turn_to_write():
-            [row] = await self._fetch(sql, (new.name, new.quantity))
-        return Item(*row)
+        """Stored with the other creates waiting for the same turn to write, in one INSERT: one trip to the thread."""
+        stored: asyncio.Future[Item] = asyncio.get_running_loop().create_future()
+        self._creates.append((new, stored))
+        if len(self._creates) == 1:  # the first of a group
+            self._insert_later()
+        return await stored
+
+    def _insert_later(self) -> None:
+        """Start the task that stores the creates waiting now and those that come before its turn."""
+        task = asyncio.create_task(self._insert_creates(), name="sqlite-creates")
+        self._inserting.add(task)
+        task.add_done_callback(self._inserting.discard)
+
+    async def _insert_creates(self) -> None:
+        """Wait for the turn to write, then store up to CREATE_GROUP of the waiting creates.
+
+        Each gets its item, or the group's StoreUnavailable.
+        """
+        group: list[tuple[NewItem, asyncio.Future[Item]]] = []
+        try:
+            async with self._turn_to_write():
+                group, self._creates = self._creates[:CREATE_GROUP], self._creates[CREATE_GROUP:]
+                if not group:  # an earlier group's failure took them
+                    return
+                if self._creates:  # more than a group came: the rest are the next one's
+                    self._insert_later()
+                sql = f"INSERT INTO items (name, quantity) VALUES {', '.join(['(?, ?)'] * len(group))} {RETURNED}"
+                rows = await self._fetch(sql, tuple(value for new, _ in group for value in (new.name, new.quantity)))
+        except Exception as error:  # StoreUnavailable, or a bug: each create's request reports it
+            if not group:  # no turn came: the whole waiting group fails
+                group, self._creates = self._creates, []
+            for _, stored in group:
+                if not stored.done():  # else its request went away
+                    stored.set_exception(error)
+            return
+        # One row per create, ids given in the order of the VALUES (AUTOINCREMENT), whatever RETURNING's order.
+        for (_, stored), row in zip(group, sorted(rows, key=lambda row: int(row[0])), strict=True):
+            if not stored.done():
+                stored.set_result(Item(*row))
 
     async def add_once(self, new: NewItem, key: str) -> tuple[Item, bool]:
         while True:  # again only when the key in use expired and was forgotten in between

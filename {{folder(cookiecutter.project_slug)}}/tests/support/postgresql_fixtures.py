@@ -25,19 +25,51 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@1
 TERMINATE = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()"
 
 
+NO_SERVER = pytest.StashKey[str]()
+
+
+def no_server(error: BaseException) -> str:
+    """What to tell a developer whose tests cannot reach TEST_DATABASE_URL."""
+    return (
+        f"no PostgreSQL at TEST_DATABASE_URL={TEST_DATABASE_URL} ({str(error) or type(error).__name__}); "
+        "point TEST_DATABASE_URL at a server or start one with `docker compose up -d db`"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With no server to reach, leave out the tests that need one and say why once, not once per test.
+
+    Under CI a missing server fails every such test instead (the `server` fixture).
+    """
+    needing = {id(item) for item in items if "server" in getattr(item, "fixturenames", ())}
+    if not needing or os.environ.get("CI"):
+        return
+
+    async def reach() -> None:
+        await (await asyncpg.connect(TEST_DATABASE_URL, timeout=5)).close()
+
+    try:
+        asyncio.run(reach())
+    except (OSError, TimeoutError, asyncpg.PostgresError) as error:
+        config.hook.pytest_deselected(items=[item for item in items if id(item) in needing])
+        items[:] = [item for item in items if id(item) not in needing]
+        config.stash[NO_SERVER] = f"{len(needing)} tests that need PostgreSQL left out: {no_server(error)}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if NO_SERVER in config.stash:
+        terminalreporter.write_line(config.stash[NO_SERVER])
+
+
 @pytest.fixture(scope="session")
 async def server() -> AsyncIterator[asyncpg.Connection]:
     """Session scope: a connection to TEST_DATABASE_URL, to make databases with; skip (fail under CI) without it."""
     try:
         connection = await asyncpg.connect(TEST_DATABASE_URL, timeout=5)
     except (OSError, TimeoutError, asyncpg.PostgresError) as error:
-        reason = (
-            f"no PostgreSQL at TEST_DATABASE_URL={TEST_DATABASE_URL} ({str(error) or type(error).__name__}); "
-            "point TEST_DATABASE_URL at a server or start one with `docker compose up -d db`"
-        )
         if os.environ.get("CI"):
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+            pytest.fail(no_server(error), pytrace=False)
+        pytest.skip(no_server(error))  # it answered at collection, and no longer does
     yield connection
     await connection.close()
 
