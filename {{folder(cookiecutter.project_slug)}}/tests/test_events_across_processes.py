@@ -11,6 +11,7 @@ made the write dies before it could tell anyone.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -28,7 +29,7 @@ import asyncpg
 {%- endif %}
 import pytest
 
-from .support.event_stream import Event, EventStream, subscribed
+from .support.event_stream import WAIT, Event, EventStream, subscribed
 from .support.gunicorn_process import running_gunicorn
 from .support.service_process import running_service
 
@@ -42,6 +43,8 @@ CREATES = 100
 IN_FLIGHT = 10  # creates sent at once
 SUBSCRIBERS = 6  # on gunicorn: at least this many, and some on each of its 2 workers
 MOST_SUBSCRIBERS = 30  # more than this and the kernel keeps giving one worker every connection
+RESUME_EVERY = 15  # events a resuming subscriber takes on one connection
+LAST = "last"  # the name of the item created after all others
 
 Item = dict[str, Any]
 Ports = Callable[[], int]
@@ -65,7 +68,7 @@ async def create_everywhere(urls: list[str], streams: list[EventStream]) -> list
         created = await asyncio.gather(*(create(session, urls[n % len(urls)], f"item {n}") for n in range(CREATES)))
         for stream in streams:
             await stream.until_created(*(item["id"] for item in created))
-        last = await create(session, urls[0], "last")
+        last = await create(session, urls[0], LAST)
     for stream in streams:
         await stream.until_created(last["id"])
     return [*created, last]
@@ -98,6 +101,54 @@ async def test_two_processes_deliver_each_others_writes(
 
         for service in (first, second):
             assert "Traceback" not in await service.stop()
+
+
+def ends(events: list[Event]) -> bool:
+    """Whether `events` hold the creation of the item named LAST, the one the writers create after all others."""
+    return any(event["item"]["name"] == LAST for event in events)
+
+
+async def follow(session: aiohttp.ClientSession, urls: list[str]) -> list[Event]:
+    """Every event from the first, from connections that each take RESUME_EVERY; the events of all of them.
+
+    Each next connection is to the next service of `urls`, resuming after the last event received, until the
+    creation of the item named LAST has come. Its name, not its id, tells: the event may come before the 201 does.
+    """
+    events: list[Event] = []
+    for turn in itertools.count():
+        async with subscribed(session, urls[turn % len(urls)], after=events[-1]["id"] if events else 0) as stream:
+            while len(stream.events) < RESUME_EVERY and not ends(stream.events):
+                async with asyncio.timeout(WAIT):
+                    await stream.receive()
+        events += stream.events
+        if ends(events):
+            return events
+    raise AssertionError("itertools.count() ended")
+
+
+async def test_subscribers_resuming_from_process_to_process_get_every_write_once_in_order(
+    unused_tcp_port_factory: Ports, service_env: dict[str, str]
+) -> None:
+    """Concurrent creates on two processes; subscribers that resume on the other process every RESUME_EVERY events.
+
+    Each gets every create's event once, in increasing id order, however the writes' commits interleave.
+    """
+    async with (
+        running_service(unused_tcp_port_factory(), service_env) as first,
+        running_service(unused_tcp_port_factory(), service_env) as second,
+        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=IN_FLIGHT)) as writers,
+    ):
+        urls = [first.url, second.url]
+        followers = [asyncio.create_task(follow(session, [*urls[n:], *urls[:n]])) for n in (0, 1)]
+        created = await asyncio.gather(*(create(writers, urls[n % 2], f"item {n}") for n in range(CREATES)))
+        created.append(await create(writers, urls[0], LAST))
+        received = await asyncio.gather(*followers)
+
+        for service in (first, second):
+            assert "Traceback" not in await service.stop()
+    for events in received:
+        assert_delivered(events, created)
 
 
 async def test_gunicorn_workers_deliver_each_others_writes(
