@@ -1091,6 +1091,17 @@ MUTATIONS = [
         caught_by="tests/test_migrations.py::test_migrations_come_in_version_order_whatever_the_listing",
     ),
     Mutation(
+        "app-start-objects-left-to-the-collector",
+        (
+            "the app and the modules stay in the collector's sight: under load each full collection walks tens "
+            "of thousands of objects while every request in flight waits"
+        ),
+        "src/{package}/app.py",
+        "    gc.freeze()\n",
+        "    pass\n",
+        caught_by="tests/test_configuration.py::test_both_ways_to_start_set_the_app_out_of_the_collectors_sight",
+    ),
+    Mutation(
         "limits-raised-on-macos-only",
         (
             "the open-files soft limit is raised only on macOS: on Linux a few hundred idle connections exhaust "

@@ -10,7 +10,7 @@ import sys
 
 from aiohttp import web
 
-from .app import create_app
+from .app import create_app, set_aside_for_good
 from .items import StoreUnavailable
 from .limits import raise_open_files_limit
 from .logs import configure_logging
@@ -54,8 +54,10 @@ def main() -> None:
         log.info("serving on http://%s:%d (loop: %s); Ctrl-C stops", settings.host, settings.port, loop_name(loop))
 
     try:
+        app = create_app(settings)
+        set_aside_for_good()
         web.run_app(
-            create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
             loop=loop,

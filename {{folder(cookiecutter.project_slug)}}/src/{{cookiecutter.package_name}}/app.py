@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from aiohttp import web
@@ -50,4 +51,15 @@ def create_app_from_env() -> web.Application:
         raise SystemExit(WORKER_BOOT_ERROR) from None
     configure_logging(settings)
     raise_open_files_limit()
-    return create_app(settings)
+    app = create_app(settings)
+    set_aside_for_good()
+    return app
+
+
+def set_aside_for_good() -> None:
+    """Put every object made so far (the modules, the app, its routes) out of the garbage collector's sight.
+
+    They live as long as the process, yet each full collection would walk them all (some 38,000) while every request
+    in flight waits. Called once the app is built, by `python -m` and by gunicorn's entry point.
+    """
+    gc.freeze()
