@@ -1013,11 +1013,19 @@ MUTATIONS = [
         caught_by="tests/test_configuration.py::test_under_gunicorn_the_access_line_is_the_services_unless_access_log_is_off",
     ),
     Mutation(
+        "logs-access-path-backslash-unescaped",
+        "a path holding a backslash but no quote goes into the access line unescaped: `\\x22` in it forges a quote",
+        "src/{package}/logs.py",
+        """escaped(path) if '"' in path or "\\\\" in path else path""",
+        """escaped(path) if '"' in path else path""",
+        caught_by="tests/test_logs.py::test_an_access_line_shows_the_path_sent_without_letting_it_forge_a_field",
+    ),
+    Mutation(
         "logs-access-path-without-query",
         "the access line logs the path without its query string instead of the path as sent",
         "src/{package}/logs.py",
-        "            escaped(request.raw_path),\n",
-        "            escaped(request.path),\n",
+        "        path = request.raw_path\n",
+        "        path = request.path\n",
         caught_by="tests/test_configuration.py::test_every_json_line_parses_and_carries_its_fields",
     ),
     Mutation(

@@ -19,6 +19,8 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
+        assert self.lock is not None  # Handler.__init__ made it: an RLock, which a fork re-initialises in place
+        self.held = self.lock  # the same lock typed without None, so `with` takes it: no call to acquire and release
         self.pending: list[str] = []
         self.batches = 0  # the writes of pending lines so far: the number of the batch lines go to now
 
@@ -36,28 +38,24 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop in this thread
             loop = None
-        self.acquire()  # reentrant: logging holds it already when it calls emit
-        try:
+        with self.held:  # reentrant: logging holds it already when it calls emit
             self.pending.append(line)
             if loop is None:
                 self.flush()
             elif len(self.pending) == 1:
                 loop.call_soon(self.flush)
-        finally:
-            self.release()
 
     def flush(self) -> None:
-        self.acquire()
-        try:
-            if self.pending:
-                lines, self.pending = self.pending, []
-                self.batches += 1
+        with self.held:
+            if not self.pending:
+                return
+            lines, self.pending = self.pending, []
+            self.batches += 1
+            try:
                 self.stream.write("\n".join(lines) + self.terminator)
                 self.stream.flush()
-        except Exception:  # e.g. a closed pipe: report it on stderr, as logging.Handler does, and go on
-            self.handleError(logging.makeLogRecord({"msg": lines[0]}))
-        finally:
-            self.release()
+            except Exception:  # e.g. a closed pipe: report it on stderr, as logging.Handler does, and go on
+                self.handleError(logging.makeLogRecord({"msg": lines[0]}))
 
     def close(self) -> None:
         self.flush()

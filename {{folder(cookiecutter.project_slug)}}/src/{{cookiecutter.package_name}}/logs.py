@@ -136,10 +136,11 @@ class AccessLogger(AbstractAccessLogger):
         return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        path = request.raw_path
         fields: AccessFields = (
             request.remote,
             request.method,
-            escaped(request.raw_path),
+            escaped(path) if '"' in path or "\\" in path else path,  # the test here spares most lines a call
             response.status,
             response.body_length,
             round(time * 100_000) / 100,  # milliseconds to 2 places: round(x, 2) takes three times as long
@@ -200,9 +201,7 @@ def sole_handler(logger: logging.Logger) -> ServiceHandler | None:
 
 def escaped(text: str) -> str:
     """`text` with `"` and `\\` written as `\\x22` and `\\x5c`, as nginx does, so a client cannot forge a field."""
-    if '"' in text or "\\" in text:
-        return text.replace("\\", "\\x5c").replace('"', "\\x22")
-    return text
+    return text.replace("\\", "\\x5c").replace('"', "\\x22")
 
 
 def access_log(settings: Settings) -> dict[str, Any]:
