@@ -31,6 +31,7 @@ POSTGRESQL = [
     "tests/support/postgresql_proxy.py",
     "tests/test_faults_postgresql.py",
     "tests/test_outcomes_postgresql.py",
+    "tests/test_pool_postgresql.py",
     "compose.yaml",
 ]
 ANY_DATABASE = [

@@ -1110,6 +1110,18 @@ MUTATIONS = [
         caught_by="tests/test_configuration.py::test_both_ways_to_start_set_the_app_out_of_the_collectors_sight",
     ),
     Mutation(
+        "pg-pool-resets-each-connection-given-back",
+        (
+            "the pool resets every connection given back (asyncpg's default: RESET ALL and the like), one more "
+            "round trip per borrowing that restores nothing"
+        ),
+        "src/{package}/store_postgresql.py",
+        "            reset=keep_session,\n",
+        "",
+        databases=("postgresql",),
+        caught_by="tests/test_pool_postgresql.py::test_giving_a_connection_back_sends_the_server_nothing",
+    ),
+    Mutation(
         "limits-raised-on-macos-only",
         (
             "the open-files soft limit is raised only on macOS: on Linux a few hundred idle connections exhaust "

@@ -375,6 +375,32 @@ async def connect_to_migrate(url: str) -> asyncpg.Connection:
         raise unavailable(error) from error
 
 
+async def open_pool(settings: Settings) -> asyncpg.Pool:
+    """The pool of connections to DATABASE_URL the store borrows from."""
+    with database_errors():
+        return await asyncpg.create_pool(
+            settings.database_url,
+            min_size=POOL_SIZE[0],
+            max_size=POOL_SIZE[1],
+            # A connection the pool makes for a request (the first use of one of its places, or after one broke)
+            # comes within the pool timeout, as one waited for does.
+            timeout=settings.database_pool_timeout,
+            command_timeout=settings.database_timeout,
+            # The server stops a statement at the same limit, so work no one waits for does not go on.
+            server_settings={"statement_timeout": str(round(settings.database_timeout * 1000))},
+            reset=keep_session,
+        )
+
+
+async def keep_session(connection: asyncpg.Connection) -> None:
+    """What the pool does to a connection given back, beyond asyncpg's own step (it rolls back an open transaction).
+
+    Nothing: the store's statements change no session state (no SET, LISTEN or session-level lock), so asyncpg's
+    default reset, `RESET ALL` and the like, would be one more round trip per borrowing that restores nothing. Code
+    that changes a pooled session's state must undo it before giving the connection back.
+    """
+
+
 async def store_context(app: web.Application) -> AsyncIterator[None]:
     """Migrate DATABASE_URL, open a pool to it, close the pool at exit."""
     settings = app[SETTINGS]
@@ -384,18 +410,7 @@ async def store_context(app: web.Application) -> AsyncIterator[None]:
         await migrate(migrator)
     finally:
         await migrator.close()
-    with database_errors():
-        pool = await asyncpg.create_pool(
-            url,
-            min_size=POOL_SIZE[0],
-            max_size=POOL_SIZE[1],
-            # A connection the pool makes for a request (the first use of one of its places, or after one broke)
-            # comes within the pool timeout, as one waited for does.
-            timeout=settings.database_pool_timeout,
-            command_timeout=settings.database_timeout,
-            # The server stops a statement at the same limit, so work no one waits for does not go on.
-            server_settings={"statement_timeout": str(round(settings.database_timeout * 1000))},
-        )
+    pool = await open_pool(settings)
     try:
         app[STORE] = PostgresItemStore(pool.acquire, settings, listen_url=url, capacity=POOL_SIZE[1])
         yield
