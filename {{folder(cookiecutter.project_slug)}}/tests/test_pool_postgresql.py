@@ -1,9 +1,15 @@
-"""The pool the PostgreSQL store borrows connections from: what borrowing one costs the server."""
+"""The pool the PostgreSQL store borrows connections from: what borrowing one costs, and who gets one first."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import asyncpg
+
 from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.store_postgresql import open_pool
+from {{ cookiecutter.package_name }}.store_postgresql import PostgresItemStore, open_pool
 
 
 async def test_giving_a_connection_back_sends_the_server_nothing(database_url: str) -> None:
@@ -23,3 +29,46 @@ async def test_giving_a_connection_back_sends_the_server_nothing(database_url: s
         await pool.close()
 
     assert sent == ["SELECT 1"]
+
+
+class NewestFirst:
+    """Lends one connection, and when it comes back, to the newest of those waiting: as unfair as a pool can be."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
+        self.out = False
+        self.waiting: list[asyncio.Future[None]] = []
+        self.lent_to: list[str] = []  # the names of the borrowing tasks, in lending order
+
+    @contextlib.asynccontextmanager
+    async def lend(self) -> AsyncIterator[asyncpg.Connection]:
+        if self.out:
+            turn = asyncio.get_running_loop().create_future()
+            self.waiting.append(turn)
+            await turn  # handed over still out
+        self.out = True
+        task = asyncio.current_task()
+        assert task is not None
+        self.lent_to.append(task.get_name())
+        try:
+            yield self.connection
+        finally:
+            if self.waiting:
+                self.waiting.pop().set_result(None)
+            else:
+                self.out = False
+
+
+async def test_statements_waiting_for_a_connection_get_one_in_arrival_order(database: asyncpg.Connection) -> None:
+    """With every connection out, the next one given back goes to the statement that has waited longest.
+
+    Whatever the pool's own order: asyncpg's lets a request that just came take a connection given back before one
+    that waited, and under load some waited ten times the median or more.
+    """
+    lender = NewestFirst(database)
+    store = PostgresItemStore(lender.lend, Settings(), capacity=1)
+
+    # Tasks start in the order made: the first borrows the connection, the others wait for it in turn.
+    await asyncio.gather(*(asyncio.create_task(store.get(1), name=str(n)) for n in range(4)))
+
+    assert lender.lent_to == ["0", "1", "2", "3"]

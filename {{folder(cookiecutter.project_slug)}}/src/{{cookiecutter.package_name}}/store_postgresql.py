@@ -73,6 +73,11 @@ def refused(error: Exception) -> bool:
     return isinstance(error, asyncpg.PostgresError) and not isinstance(error, SESSION_ENDED)
 
 
+def no_connection(seconds: float) -> StoreUnavailable:
+    """The StoreUnavailable for a statement that got no connection within `seconds`."""
+    return StoreUnavailable(f"postgresql: no connection within {seconds} s")
+
+
 def unanswered(what: str, if_lost: str | None) -> StoreUnavailable:
     """The StoreUnavailable for a statement whose answer never came; a write's adds `if_lost`: it may have committed."""
     return StoreUnavailable(f"postgresql: {what}; {if_lost}" if if_lost else f"postgresql: {what}")
@@ -150,9 +155,12 @@ class PostgresItemStore:
         """Borrow connections from `acquire`, waiting for one at most settings.database_pool_timeout.
 
         `capacity` is how many connections `acquire` lends at once (a pool's
-        size): while fewer are out, one is free and borrowing it needs no
-        timer, which costs a tenth of a read; once all are out, the store
-        bounds the wait. None: `acquire` bounds its own waits.
+        size): the store lets that many statements borrow at once and queues
+        the rest in arrival order, each for at most the pool timeout (a timer
+        only for those that wait). The pool's own queue is not fair: a request
+        that just came could take the connection given back before one that
+        had waited, so under load some waited ten times the median or more.
+        None: `acquire` bounds its own waits.
         `listen_url` is where `watch` LISTENs for events (None: no other
         process writes, and `watch` returns at once).
         """
@@ -160,8 +168,7 @@ class PostgresItemStore:
         self._timeout = settings.database_timeout
         self._pool_timeout = settings.database_pool_timeout
         self._listen_url = listen_url
-        self._capacity = capacity
-        self._out = 0  # connections borrowed and not yet given back
+        self._turns = None if capacity is None else asyncio.Semaphore(capacity)  # first come, first served
         self._unnumbered = True  # a write may have left an event in the inbox: number it before reading
         self._numbering: asyncio.Future[bool] | None = None  # the numbering under way: whether it was done
 
@@ -178,17 +185,22 @@ class PostgresItemStore:
 
     async def _run(self, sql: str, args: Sequence[object], if_lost: str | None) -> list[asyncpg.Record]:
         """The rows of `sql` on a borrowed connection, or StoreUnavailable saying why there are none."""
-        lease = self._acquire()
-        self._out += 1
-        try:
+        turns = self._turns
+        if turns is not None:
             try:
-                if self._capacity is None or self._out <= self._capacity:
-                    connection = await lease.__aenter__()
-                else:
+                if turns.locked():  # every connection is out: wait for a turn, at most the pool timeout
                     async with asyncio.timeout(self._pool_timeout):
-                        connection = await lease.__aenter__()
+                        await turns.acquire()
+                else:
+                    await turns.acquire()
             except TimeoutError:
-                raise StoreUnavailable(f"postgresql: no connection within {self._pool_timeout} s") from None
+                raise no_connection(self._pool_timeout) from None
+        try:
+            lease = self._acquire()
+            try:
+                connection = await lease.__aenter__()
+            except TimeoutError:
+                raise no_connection(self._pool_timeout) from None
             except CONNECTION_ERRORS as error:
                 raise unavailable(error) from error
             try:
@@ -203,7 +215,8 @@ class PostgresItemStore:
             finally:
                 await give_back(lease)
         finally:
-            self._out -= 1
+            if turns is not None:
+                turns.release()
 
     async def add(self, new: NewItem) -> Item:
         sql = "INSERT INTO items (name, quantity) VALUES ($1, $2) RETURNING id, name, quantity"
