@@ -442,18 +442,6 @@ MUTATIONS = [
         caught_by="tests/test_faults_postgresql.py::test_a_listener_whose_connection_goes_silent_reconnects_and_catches_up",
     ),
     Mutation(
-        "postgresql-give-back-raises",
-        "a connection that breaks as it goes back to the pool replaces the committed write's answer with a 503",
-        "src/{package}/store_postgresql.py",
-        (
-            '        log.warning("postgresql: a connection broke as it was given back (%s); the answer stands", '
-            "said(error))\n"
-        ),
-        "        raise\n",
-        databases=("postgresql",),
-        caught_by="tests/test_outcomes_postgresql.py::test_a_write_whose_connection_ends_right_after_its_answer_gets_that_answer",
-    ),
-    Mutation(
         "postgresql-ready-ignores-read-only",
         "/ready answers 200 while the database takes no writes (a standby, default_transaction_read_only)",
         "src/{package}/store_postgresql.py",
@@ -1071,8 +1059,8 @@ MUTATIONS = [
             "gunicorn (python -m still applies them)"
         ),
         "src/{package}/app.py",
-        "    configure_logging(settings)\n    raise_open_files_limit()\n    return create_app(settings)",
-        "    raise_open_files_limit()\n    return create_app(settings)",
+        "    configure_logging(settings)\n    raise_open_files_limit()\n    app = create_app(settings)",
+        "    raise_open_files_limit()\n    app = create_app(settings)",
         caught_by="tests/test_configuration.py::test_under_gunicorn_the_access_line_is_the_services_unless_access_log_is_off",
     ),
     Mutation(
