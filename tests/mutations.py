@@ -1122,6 +1122,21 @@ MUTATIONS = [
         caught_by="tests/test_pool_postgresql.py::test_statements_waiting_for_a_connection_get_one_in_arrival_order",
     ),
     Mutation(
+        "pg-connection-after-a-turn-gets-a-second-timeout",
+        (
+            "a statement that waited for its turn gets a fresh pool timeout to make its connection: with a server "
+            "lost, its 503 comes after up to twice DATABASE_POOL_TIMEOUT, not the once the README promises"
+        ),
+        "src/{package}/store_postgresql.py",
+        "async with asyncio.timeout_at(deadline):\n                        connection = await lease.__aenter__()",
+        "if True:\n                        connection = await lease.__aenter__()",
+        databases=("postgresql",),
+        caught_by=(
+            "tests/test_pool_postgresql.py::"
+            "test_a_statement_that_waited_its_turn_gets_no_second_pool_timeout_to_connect"
+        ),
+    ),
+    Mutation(
         "limits-raised-on-macos-only",
         (
             "the open-files soft limit is raised only on macOS: on Linux a few hundred idle connections exhaust "

@@ -1,4 +1,4 @@
-"""The pool the PostgreSQL store borrows connections from: what borrowing one costs, and who gets one first."""
+"""The pool the PostgreSQL store borrows connections from: what borrowing one costs, who gets one first, how long."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
+import pytest
 
+from {{ cookiecutter.package_name }}.items import StoreUnavailable
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.store_postgresql import PostgresItemStore, open_pool
 
@@ -72,3 +74,53 @@ async def test_statements_waiting_for_a_connection_get_one_in_arrival_order(data
     await asyncio.gather(*(asyncio.create_task(store.get(1), name=str(n)) for n in range(4)))
 
     assert lender.lent_to == ["0", "1", "2", "3"]
+
+
+POOL_TIMEOUT = 1.0  # DATABASE_POOL_TIMEOUT below
+HELD = 0.9 * POOL_TIMEOUT  # how long the first borrower takes to get its connection, while the second waits its turn
+
+
+class SlowThenHung:
+    """Lends one connection, HELD seconds after asked; after that, making one anew hangs as a lost server's would.
+
+    Until the pool's own limit: asyncpg gives up a connection attempt after DATABASE_POOL_TIMEOUT.
+    """
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
+        self.lent = False
+
+    @contextlib.asynccontextmanager
+    async def lend(self) -> AsyncIterator[asyncpg.Connection]:
+        if self.lent:
+            await asyncio.sleep(POOL_TIMEOUT)
+            raise TimeoutError
+        self.lent = True
+        await asyncio.sleep(HELD)
+        yield self.connection
+
+
+async def test_a_statement_that_waited_its_turn_gets_no_second_pool_timeout_to_connect(
+    database: asyncpg.Connection,
+) -> None:
+    """DATABASE_POOL_TIMEOUT bounds the wait for a connection as a whole: the turn and making the connection.
+
+    The turn comes after HELD; were the pool's own limit counted from then, the 503 would come after HELD plus the
+    pool timeout. A wait that started later than it must is the one error this bound allows for.
+    """
+    store = PostgresItemStore(SlowThenHung(database).lend, Settings(database_pool_timeout=POOL_TIMEOUT), capacity=1)
+    loop = asyncio.get_running_loop()
+
+    async def refusal_after_its_turn() -> tuple[str, float]:
+        started = loop.time()
+        with pytest.raises(StoreUnavailable) as refused:
+            await store.get(1)
+        return str(refused.value), loop.time() - started
+
+    # Tasks start in the order made: the first takes the one turn, the second waits for it.
+    first = asyncio.create_task(store.get(1))
+    said, waited = await asyncio.create_task(refusal_after_its_turn())
+    await first
+
+    assert said == f"postgresql: no connection within {POOL_TIMEOUT} s"
+    assert waited < POOL_TIMEOUT + HELD / 2

@@ -156,8 +156,8 @@ class PostgresItemStore:
 
         `capacity` is how many connections `acquire` lends at once (a pool's
         size): the store lets that many statements borrow at once and queues
-        the rest in arrival order, each for at most the pool timeout (a timer
-        only for those that wait). The pool's own queue is not fair: a request
+        the rest in arrival order, each for at most the pool timeout, its turn
+        and its connection together (a timer only for those that wait). The pool's own queue is not fair: a request
         that just came could take the connection given back before one that
         had waited, so under load some waited ten times the median or more.
         None: `acquire` bounds its own waits.
@@ -186,19 +186,25 @@ class PostgresItemStore:
     async def _run(self, sql: str, args: Sequence[object], if_lost: str | None) -> list[asyncpg.Record]:
         """The rows of `sql` on a borrowed connection, or StoreUnavailable saying why there are none."""
         turns = self._turns
+        deadline: float | None = None  # for a statement that waits for a turn: when it must have its connection
         if turns is not None:
-            try:
-                if turns.locked():  # every connection is out: wait for a turn, at most the pool timeout
-                    async with asyncio.timeout(self._pool_timeout):
+            if turns.locked():  # every connection is out: wait, the turn and the connection within one pool timeout
+                deadline = asyncio.get_running_loop().time() + self._pool_timeout
+                try:
+                    async with asyncio.timeout_at(deadline):
                         await turns.acquire()
-                else:
-                    await turns.acquire()
-            except TimeoutError:
-                raise no_connection(self._pool_timeout) from None
+                except TimeoutError:
+                    raise no_connection(self._pool_timeout) from None
+            else:
+                await turns.acquire()  # one is free: taken at once
         try:
             lease = self._acquire()
             try:
-                connection = await lease.__aenter__()
+                if deadline is None:
+                    connection = await lease.__aenter__()
+                else:  # the connection given back may have broken: making one anew starts no second wait
+                    async with asyncio.timeout_at(deadline):
+                        connection = await lease.__aenter__()
             except TimeoutError:
                 raise no_connection(self._pool_timeout) from None
             except CONNECTION_ERRORS as error:
