@@ -244,13 +244,13 @@ def harnessed(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyt
     return pytester
 
 
-def run(pytester: pytest.Pytester, body: str) -> tuple[dict[str, set[str]], str]:
-    """Run `body` as a test file; each test's outcomes, and the whole output.
+def run(pytester: pytest.Pytester, body: str, *options: str) -> tuple[dict[str, set[str]], str]:
+    """Run `body` as a test file, with pytest's `options`; each test's outcomes, and the whole output.
 
     The outcomes are PASSED, FAILED and ERROR; a test can have two, as it can pass and then error in its teardown.
     """
     pytester.makepyfile(test_fault=PRELUDE + textwrap.dedent(body) + AFTER)
-    result = pytester.runpytest_subprocess(*IN_ORDER, "-p", "no:cacheprovider", "-rA")
+    result = pytester.runpytest_subprocess(*IN_ORDER, "-p", "no:cacheprovider", "-rA", *options)
     outcomes: dict[str, set[str]] = {}
     for outcome, name in re.findall(r"^(PASSED|FAILED|ERROR) test_fault\.py::(\w+)", result.stdout.str(), re.MULTILINE):
         outcomes.setdefault(name, set()).add(outcome)
@@ -279,6 +279,20 @@ def test_a_loop_step_limit_marker_allows_a_longer_step(harnessed: pytest.Pyteste
     outcomes, output = run(harnessed, body)
 
     assert outcomes == {"test_may_stall": {"PASSED"}, "test_after_the_fault_the_run_goes_on": {"PASSED"}}, output
+
+
+def test_a_stall_in_debug_mode_is_reported_against_the_limit_applied_there(harnessed: pytest.Pytester) -> None:
+    """Debug mode (--heavy) makes every step costlier, so its limit is DEBUG_SLOWDOWN times the test's: say that one."""
+    body = """
+        @pytest.mark.loop_step_limit(0.1)
+        async def test_stalls():
+            burn(2 * 0.3 * (1 if MAIN_CLOCK else WALL_TIME_FACTOR))
+    """
+    outcomes, output = run(harnessed, body, "--asyncio-debug")
+
+    assert outcomes["test_stalls"] == {"FAILED"}, output
+    applied = 0.1 * stalls.DEBUG_SLOWDOWN * (1 if stalls.MAIN_CLOCK else stalls.WALL_TIME_FACTOR)
+    assert f"(limit {round(applied, 3)} s)" in output, output
 
 
 def test_a_hung_app_cleanup_leaves_the_next_test_its_own_fixtures(harnessed: pytest.Pytester) -> None:

@@ -72,8 +72,9 @@ def thread_clock(ident: int) -> Callable[[], float] | None:
 class Stall:
     """One step that passed its limit: its cost so far, where the loop's thread was, whether it ever ended."""
 
-    def __init__(self, cost: float, stack: str) -> None:
+    def __init__(self, cost: float, limit: float, stack: str) -> None:
         self.cost = cost
+        self.limit = limit  # as applied: the test's, times DEBUG_SLOWDOWN in debug mode, WALL_TIME_FACTOR on wall time
         self.stack = stack
         self.ended = False
         self.spinning = False  # when interrupted: for costing INTERRUPT_FACTOR times the limit, not for the time limit
@@ -142,7 +143,7 @@ class Monitor(threading.Thread):
             cost = read() - started
             if stall is None and cost > limit:
                 frame = sys._current_frames().get(ident)
-                stall = Stall(cost, "".join(traceback.format_stack(frame)[-STACK_DEPTH:]) if frame else "")
+                stall = Stall(cost, limit, "".join(traceback.format_stack(frame)[-STACK_DEPTH:]) if frame else "")
                 self.stalls.append(stall)
             if stall is not None:
                 stall.cost = cost
@@ -151,7 +152,7 @@ class Monitor(threading.Thread):
             if (spinning or blocked) and ident == threading.main_thread().ident:
                 if stall is None:
                     frame = sys._current_frames().get(ident)
-                    stall = Stall(cost, "".join(traceback.format_stack(frame)[-STACK_DEPTH:]) if frame else "")
+                    stall = Stall(cost, limit, "".join(traceback.format_stack(frame)[-STACK_DEPTH:]) if frame else "")
                     self.stalls.append(stall)
                 stall.spinning = spinning
                 self.interrupt(answered)
@@ -203,7 +204,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _report(item: pytest.Item, when: str, stalls: list[Stall]) -> str:
     stall = max(stalls, key=lambda stall: stall.cost)
     unit = "s of CPU time" if MAIN_CLOCK else "s"
-    limit = step_limit(item)
+    limit = round(stall.limit, 3)
     if not stall.ended:
         past = f"{INTERRUPT_FACTOR} times the limit" if stall.spinning else f"the time limit ({time_limit(item)} s)"
         return (
