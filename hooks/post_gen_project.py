@@ -26,6 +26,7 @@ SQLITE = [
 ]
 POSTGRESQL = [
     f"{PACKAGE}/store_postgresql.py",
+    f"{PACKAGE}/lender.py",
     f"{PACKAGE}/migrations/postgresql",
     "tests/support/postgresql_fixtures.py",
     "tests/support/postgresql_proxy.py",

@@ -40,6 +40,10 @@ ERRORS = "src/{package}/errors.py"
 UPSTREAM = "src/{package}/upstream.py"
 
 SCHEMAS = "src/{package}/schemas.py"
+LENDER = "src/{package}/lender.py"
+POOL = "tests/test_pool_postgresql.py::"
+ARRIVAL_ORDER = POOL + "test_statements_waiting_for_a_connection_get_it_in_arrival_order_straight_from_the_last"
+SECOND_POOL_TIMEOUT = POOL + "test_a_statement_that_waited_its_turn_gets_no_second_pool_timeout_to_connect"
 OPENAPI = "tests/test_openapi.py::"
 
 MUTATIONS = [
@@ -776,15 +780,27 @@ MUTATIONS = [
     Mutation(
         "pg-pool-acquire-no-timeout",
         (
-            "the store waits for its turn without a timer even when every connection is out: with the pool "
-            "exhausted, requests wait forever instead of a 503 'no connection within'"
+            "a statement waiting for a connection gets no timer: with every connection out and the server hung, "
+            "requests wait forever instead of a 503 'no connection within'"
         ),
-        "src/{package}/store_postgresql.py",
-        "if turns.locked():  # every connection is out",
-        "if False:  # every connection is out",
+        LENDER,
+        "        if self._timer is None:\n            self._timer = loop.call_at(wait[0], self._expire)\n",
+        "",
         databases=("postgresql",),
         caught_by="tests/test_faults_postgresql.py::test_a_hung_server_gets_every_request_its_503_within_the_timeouts",
         heavy=True,
+    ),
+    Mutation(
+        "pg-wait-timer-not-armed-again",
+        (
+            "the one timer of the waits for a connection is not armed again for the oldest left: a statement "
+            "that came later than the first to time out waits until another comes, or forever"
+        ),
+        LENDER,
+        "                self._timer = loop.call_at(deadline, self._expire)\n                return",
+        "                return",
+        databases=("postgresql",),
+        caught_by="tests/test_pool_postgresql.py::test_each_wait_for_a_connection_ends_at_its_own_deadline",
     ),
     Mutation(
         "pg-migrate-no-advisory-lock",
@@ -1112,14 +1128,52 @@ MUTATIONS = [
     Mutation(
         "pg-connections-in-the-pools-order",
         (
-            "statements waiting for a connection get one in whatever order the pool picks: asyncpg's lets a "
-            "newcomer go first, and under load some wait ten times the median"
+            "a connection given back goes to the statement that came last of those waiting: under load some wait "
+            "ten times the median, as with asyncpg's own queue"
         ),
-        "src/{package}/store_postgresql.py",
-        "self._turns = None if capacity is None else asyncio.Semaphore(capacity)",
-        "self._turns = None",
+        LENDER,
+        "                _, turn = self._waiting.popleft()\n                if not turn.done():\n"
+        "                    turn.set_result((lease, connection))",
+        "                _, turn = self._waiting.pop()\n                if not turn.done():\n"
+        "                    turn.set_result((lease, connection))",
         databases=("postgresql",),
-        caught_by="tests/test_pool_postgresql.py::test_statements_waiting_for_a_connection_get_one_in_arrival_order",
+        caught_by=ARRIVAL_ORDER,
+    ),
+    Mutation(
+        "pg-connections-back-through-the-pool",
+        (
+            "a connection given back while statements wait goes back to asyncpg's pool and is borrowed from it "
+            "again, which costs a task and two timers each time"
+        ),
+        LENDER,
+        "if self._waiting and reusable(connection):",
+        "if False:",
+        databases=("postgresql",),
+        caught_by=ARRIVAL_ORDER,
+    ),
+    Mutation(
+        "pg-lost-connection-handed-on",
+        (
+            "a connection that was lost is handed to the next statement waiting, which then fails for nothing it "
+            "did, instead of getting one anew from the pool"
+        ),
+        LENDER,
+        "return not connection.is_closed() and not connection.is_in_transaction()",
+        "return not connection.is_in_transaction()",
+        databases=("postgresql",),
+        caught_by=SECOND_POOL_TIMEOUT,
+    ),
+    Mutation(
+        "pg-ended-session-breaks-the-hand-on",
+        (
+            "whether a connection can be handed on is asked of a proxy asyncpg's pool already took it back from, "
+            "after the server ended its session: the request answers 500, and the one waiting gets nothing"
+        ),
+        LENDER,
+        "except asyncpg.InterfaceError:  # it closed",
+        "except asyncpg.PostgresError:  # it closed",
+        databases=("postgresql",),
+        caught_by=POOL + "test_a_connection_whose_session_ended_is_not_handed_on_and_the_next_statement_gets_a_new_one",
     ),
     Mutation(
         "pg-connection-after-a-turn-gets-a-second-timeout",
@@ -1127,14 +1181,11 @@ MUTATIONS = [
             "a statement that waited for its turn gets a fresh pool timeout to make its connection: with a server "
             "lost, its 503 comes after up to twice DATABASE_POOL_TIMEOUT, not the once the README promises"
         ),
-        "src/{package}/store_postgresql.py",
-        "async with asyncio.timeout_at(deadline):\n                        connection = await lease.__aenter__()",
-        "if True:\n                        connection = await lease.__aenter__()",
+        LENDER,
+        "await self._open(wait[0])",
+        "await self._open(None)",
         databases=("postgresql",),
-        caught_by=(
-            "tests/test_pool_postgresql.py::"
-            "test_a_statement_that_waited_its_turn_gets_no_second_pool_timeout_to_connect"
-        ),
+        caught_by=SECOND_POOL_TIMEOUT,
     ),
     Mutation(
         "limits-raised-on-macos-only",

@@ -26,8 +26,9 @@ from pytest_aiohttp import AiohttpClient
 from {{ cookiecutter.package_name }} import migrations, store_postgresql
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.keys import SETTINGS, STORE
+from {{ cookiecutter.package_name }}.lender import Acquire
 from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.store_postgresql import Acquire, PostgresItemStore
+from {{ cookiecutter.package_name }}.store_postgresql import PostgresItemStore
 
 from .support.clients import Client
 from .support.postgresql_fixtures import TERMINATE, TEST_DATABASE_URL, NewDatabase

@@ -1,9 +1,9 @@
 """Items in PostgreSQL through an asyncpg pool.
 
-The store borrows a connection per call through an `acquire` function (the
-pool's own in the service, which gives up after DATABASE_POOL_TIMEOUT), and
-every statement commits on its own and may run for DATABASE_TIMEOUT: with a
-server that stopped answering, every request gets its 503 within the two.
+The store borrows a connection per statement from a Lender (lender.py: in
+arrival order, for at most DATABASE_POOL_TIMEOUT), and every statement
+commits on its own and may run for DATABASE_TIMEOUT: with a server that
+stopped answering, every request gets its 503 within the two.
 Once a statement's answer is in hand it is what the caller gets, whatever
 happens to the connection next; a write whose connection is lost before its
 answer came gets a 503 that says it may have been done. A write's event is
@@ -22,19 +22,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager
 
 import asyncpg
 from aiohttp import web
-from asyncpg.pool import PoolConnectionProxy
 
 from . import migrations
 from .items import IDEMPOTENCY_KEY_TTL, Item, ItemEvent, NewItem, StoreUnavailable, replayed
 from .keys import SETTINGS, STORE
+from .lender import CONNECTION_ERRORS, Acquire, Connection, Lender, said
 from .settings import Settings
-
-Connection = asyncpg.Connection | PoolConnectionProxy
-Acquire = Callable[[], AbstractAsyncContextManager[Connection]]
 
 POOL_SIZE = (2, 10)  # connections kept open, at most
 CONNECT_TIMEOUT = 5.0
@@ -50,17 +46,10 @@ IDLE_SESSION_TIMEOUT_SINCE = (14, 0)  # the server version that can end idle ses
 
 log = logging.getLogger(__name__)
 
-# Server errors, a closed or broken connection (InternalClientError: a connection cut mid-query), no route.
-CONNECTION_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError)
 # The server's errors that end the session: a statement they stop may have committed just before.
 SESSION_ENDED = (asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, asyncpg.PostgresConnectionError)
 # What asyncpg raises for a URL it cannot use (a port that is not a number or out of range, a broken IPv6 address).
 UNUSABLE_URL = (ValueError, OverflowError)
-
-
-def said(error: Exception) -> str:
-    """What a driver error says, or its kind when it says nothing."""
-    return str(error) or type(error).__name__
 
 
 def unavailable(error: Exception) -> StoreUnavailable:
@@ -81,18 +70,6 @@ def no_connection(seconds: float) -> StoreUnavailable:
 def unanswered(what: str, if_lost: str | None) -> StoreUnavailable:
     """The StoreUnavailable for a statement whose answer never came; a write's adds `if_lost`: it may have committed."""
     return StoreUnavailable(f"postgresql: {what}; {if_lost}" if if_lost else f"postgresql: {what}")
-
-
-async def give_back(lease: AbstractAsyncContextManager[Connection]) -> None:
-    """Return a borrowed connection; a failure is logged, never raised.
-
-    By then the statement's answer (or its error) is in hand, and it is what
-    the caller gets; the pool replaces a connection that broke.
-    """
-    try:
-        await lease.__aexit__(None, None, None)
-    except CONNECTION_ERRORS as error:
-        log.warning("postgresql: a connection broke as it was given back (%s); the answer stands", said(error))
 
 
 @contextlib.contextmanager
@@ -149,26 +126,17 @@ MAY_BE_DELETED = "the item may have been deleted: a retry answers 404 if it was"
 class PostgresItemStore:
     """The items table, reached through borrowed connections."""
 
-    def __init__(
-        self, acquire: Acquire, settings: Settings, listen_url: str | None = None, capacity: int | None = None
-    ) -> None:
-        """Borrow connections from `acquire`, waiting for one at most settings.database_pool_timeout.
+    def __init__(self, acquire: Acquire, settings: Settings, listen_url: str | None = None, capacity: int = 1) -> None:
+        """Borrow connections from `acquire`, which lends `capacity` at once (a pool's size: the test's lends one).
 
-        `capacity` is how many connections `acquire` lends at once (a pool's
-        size): the store lets that many statements borrow at once and queues
-        the rest in arrival order, each for at most the pool timeout, its turn
-        and its connection together (a timer only for those that wait). The pool's own queue is not fair: a request
-        that just came could take the connection given back before one that
-        had waited, so under load some waited ten times the median or more.
-        None: `acquire` bounds its own waits.
+        Statements wait for one in arrival order, at most settings.database_pool_timeout, connecting included.
         `listen_url` is where `watch` LISTENs for events (None: no other
         process writes, and `watch` returns at once).
         """
-        self._acquire = acquire
+        self._lender = Lender(acquire, capacity, settings.database_pool_timeout)
         self._timeout = settings.database_timeout
         self._pool_timeout = settings.database_pool_timeout
         self._listen_url = listen_url
-        self._turns = None if capacity is None else asyncio.Semaphore(capacity)  # first come, first served
         self._unnumbered = True  # a write may have left an event in the inbox: number it before reading
         self._numbering: asyncio.Future[bool] | None = None  # the numbering under way: whether it was done
 
@@ -185,44 +153,23 @@ class PostgresItemStore:
 
     async def _run(self, sql: str, args: Sequence[object], if_lost: str | None) -> list[asyncpg.Record]:
         """The rows of `sql` on a borrowed connection, or StoreUnavailable saying why there are none."""
-        turns = self._turns
-        deadline: float | None = None  # for a statement that waits for a turn: when it must have its connection
-        if turns is not None:
-            if turns.locked():  # every connection is out: wait, the turn and the connection within one pool timeout
-                deadline = asyncio.get_running_loop().time() + self._pool_timeout
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        await turns.acquire()
-                except TimeoutError:
-                    raise no_connection(self._pool_timeout) from None
-            else:
-                await turns.acquire()  # one is free: taken at once
         try:
-            lease = self._acquire()
-            try:
-                if deadline is None:
-                    connection = await lease.__aenter__()
-                else:  # the connection given back may have broken: making one anew starts no second wait
-                    async with asyncio.timeout_at(deadline):
-                        connection = await lease.__aenter__()
-            except TimeoutError:
-                raise no_connection(self._pool_timeout) from None
-            except CONNECTION_ERRORS as error:
+            lease, connection = await self._lender.borrow()
+        except TimeoutError:
+            raise no_connection(self._pool_timeout) from None
+        except CONNECTION_ERRORS as error:
+            raise unavailable(error) from error
+        try:
+            return await connection.fetch(sql, *args, timeout=self._timeout)
+        except TimeoutError:
+            connection.terminate()  # it may never answer: close it now rather than wait to reset it
+            raise unanswered(f"no answer within {self._timeout} s", if_lost) from None
+        except CONNECTION_ERRORS as error:
+            if refused(error):
                 raise unavailable(error) from error
-            try:
-                return await connection.fetch(sql, *args, timeout=self._timeout)
-            except TimeoutError:
-                connection.terminate()  # it may never answer: close it now rather than wait to reset it
-                raise unanswered(f"no answer within {self._timeout} s", if_lost) from None
-            except CONNECTION_ERRORS as error:
-                if refused(error):
-                    raise unavailable(error) from error
-                raise unanswered(f"the connection was lost before the answer came ({said(error)})", if_lost) from error
-            finally:
-                await give_back(lease)
+            raise unanswered(f"the connection was lost before the answer came ({said(error)})", if_lost) from error
         finally:
-            if turns is not None:
-                turns.release()
+            await self._lender.give_back(lease, connection)
 
     async def add(self, new: NewItem) -> Item:
         sql = "INSERT INTO items (name, quantity) VALUES ($1, $2) RETURNING id, name, quantity"

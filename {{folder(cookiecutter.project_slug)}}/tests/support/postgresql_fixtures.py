@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from {{ cookiecutter.package_name }}.lender import Acquire, Connection
 from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.store_postgresql import Acquire, Connection, PostgresItemStore, migrate
+from {{ cookiecutter.package_name }}.store_postgresql import PostgresItemStore, migrate
 
 from .clients import AgeKeys, KeptKeys
 
