@@ -787,8 +787,7 @@ MUTATIONS = [
         "        if self._timer is None:\n            self._timer = loop.call_at(wait[0], self._expire)\n",
         "",
         databases=("postgresql",),
-        caught_by="tests/test_faults_postgresql.py::test_a_hung_server_gets_every_request_its_503_within_the_timeouts",
-        heavy=True,
+        caught_by=POOL + "test_each_wait_for_a_connection_ends_at_its_own_deadline",
     ),
     Mutation(
         "pg-wait-timer-not-armed-again",
@@ -800,7 +799,7 @@ MUTATIONS = [
         "                self._timer = loop.call_at(deadline, self._expire)\n                return",
         "                return",
         databases=("postgresql",),
-        caught_by="tests/test_pool_postgresql.py::test_each_wait_for_a_connection_ends_at_its_own_deadline",
+        caught_by=POOL + "test_each_wait_for_a_connection_ends_at_its_own_deadline",
     ),
     Mutation(
         "pg-migrate-no-advisory-lock",
