@@ -1175,6 +1175,18 @@ MUTATIONS = [
         caught_by=POOL + "test_a_connection_whose_session_ended_is_not_handed_on_and_the_next_statement_gets_a_new_one",
     ),
     Mutation(
+        "pg-give-back-failure-raised",
+        (
+            "a connection that breaks as it is given back (asyncpg closes one at its query limit then) turns the "
+            "statement's answer, already in hand, into a 500"
+        ),
+        LENDER,
+        "        except CONNECTION_ERRORS as error:  # the statement's answer is in hand",
+        "        except asyncpg.PostgresError as error:  # the statement's answer is in hand",
+        databases=("postgresql",),
+        caught_by=POOL + "test_a_connection_that_breaks_as_it_is_given_back_leaves_the_answer_and_the_place",
+    ),
+    Mutation(
         "pg-connection-after-a-turn-gets-a-second-timeout",
         (
             "a statement that waited for its turn gets a fresh pool timeout to make its connection: with a server "

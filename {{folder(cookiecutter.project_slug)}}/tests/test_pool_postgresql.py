@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -139,6 +140,34 @@ async def test_each_wait_for_a_connection_ends_at_its_own_deadline(database: asy
     await lender.give_back(*held)
 
     assert [type(wait) for wait in waits] == [TimeoutError, TimeoutError]
+
+
+class BreaksAsGivenBack:
+    """Lends the one test connection; giving it back fails, as closing a connection at its release can.
+
+    asyncpg closes one as it is given back once it has run its query limit, or was marked to expire.
+    """
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
+
+    @contextlib.asynccontextmanager
+    async def lend(self) -> AsyncIterator[asyncpg.Connection]:
+        yield self.connection
+        raise ConnectionResetError("reset as it closed")
+
+
+async def test_a_connection_that_breaks_as_it_is_given_back_leaves_the_answer_and_the_place(
+    database: asyncpg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The statement's answer stands (one WARNING says what broke), and the place is free for the next statement."""
+    store = PostgresItemStore(BreaksAsGivenBack(database).lend, Settings(database_pool_timeout=WAIT), capacity=1)
+
+    answers = [await store.get(1), await store.get(1)]  # the second needs the place the first gave back
+
+    assert answers == [None, None]
+    said = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert said == ["postgresql: a connection broke as it was given back (reset as it closed); the answer stands"] * 2
 
 
 POOL_TIMEOUT = 1.0  # DATABASE_POOL_TIMEOUT below
