@@ -417,13 +417,14 @@ MUTATIONS = [
         "postgresql-pool-never-closed",
         "the PostgreSQL store context opens its pool and never closes it",
         "src/{package}/store_postgresql.py",
-        "    try:\n"
-        "        app[STORE] = PostgresItemStore(pool.acquire, settings, listen_url=url, capacity=POOL_SIZE[1])\n"
+        "        app[STORE] = PostgresItemStore(lender, settings, listen_url=url)\n"
         "        yield\n"
         "    finally:\n"
         "        await pool.close()\n",
-        "    app[STORE] = PostgresItemStore(pool.acquire, settings, listen_url=url, capacity=POOL_SIZE[1])\n"
-        "    yield\n",
+        "        app[STORE] = PostgresItemStore(lender, settings, listen_url=url)\n"
+        "        yield\n"
+        "    finally:\n"
+        "        pass\n",
         databases=("postgresql",),
         caught_by="tests/test_p02_fixture_cleanup.py::test_store_context_closes_its_database_connections_at_exit",
     ),

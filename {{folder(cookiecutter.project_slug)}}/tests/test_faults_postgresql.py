@@ -26,7 +26,7 @@ from pytest_aiohttp import AiohttpClient
 from {{ cookiecutter.package_name }} import migrations, store_postgresql
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.keys import SETTINGS, STORE
-from {{ cookiecutter.package_name }}.lender import Acquire
+from {{ cookiecutter.package_name }}.lender import Lender
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.store_postgresql import PostgresItemStore
 
@@ -268,7 +268,7 @@ async def test_a_create_answered_503_after_its_commit_is_not_repeated_by_its_ret
 
 
 async def test_a_listener_whose_connection_goes_silent_reconnects_and_catches_up(
-    acquire: Acquire, settings: Settings, proxy: TcpProxy, database_url: str, monkeypatch: pytest.MonkeyPatch
+    lender: Lender, settings: Settings, proxy: TcpProxy, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A listener whose connection goes silent notices, reconnects and wakes the hub again to catch up.
 
@@ -279,7 +279,7 @@ async def test_a_listener_whose_connection_goes_silent_reconnects_and_catches_up
     monkeypatch.setattr(store_postgresql, "CONNECT_TIMEOUT", 0.1)  # a slower connect is retried, so never flaky
     monkeypatch.setattr(store_postgresql, "NUMBER_EVERY", 100 * RECOVERY_TIMEOUT)  # only the listener wakes the hub
     wakes: asyncio.Queue[None] = asyncio.Queue()
-    store = PostgresItemStore(acquire, settings, listen_url=through(proxy.port, database_url))
+    store = PostgresItemStore(lender, settings, listen_url=through(proxy.port, database_url))
     watcher = asyncio.create_task(store.watch(lambda: wakes.put_nowait(None)))
     try:
         await asyncio.wait_for(wakes.get(), RECOVERY_TIMEOUT)  # listening, caught up once
@@ -294,7 +294,7 @@ IDLE_SESSION_TIMEOUT = 1000  # milliseconds: far above a connection's first stat
 
 
 async def test_the_event_listener_keeps_its_session_through_the_servers_idle_session_timeout(
-    acquire: Acquire,
+    lender: Lender,
     settings: Settings,
     server: asyncpg.Connection,
     new_database: NewDatabase,
@@ -309,7 +309,7 @@ async def test_the_event_listener_keeps_its_session_through_the_servers_idle_ses
     await server.execute(f'ALTER DATABASE "{name}" SET idle_session_timeout = {IDLE_SESSION_TIMEOUT}')
     sessions = "SELECT pid FROM pg_stat_activity WHERE datname = $1"
     wakes: asyncio.Queue[None] = asyncio.Queue()
-    store = PostgresItemStore(acquire, settings, listen_url=url)
+    store = PostgresItemStore(lender, settings, listen_url=url)
     watcher = asyncio.create_task(store.watch(lambda: wakes.put_nowait(None)))
     try:
         await asyncio.wait_for(wakes.get(), RECOVERY_TIMEOUT)  # listening, caught up once

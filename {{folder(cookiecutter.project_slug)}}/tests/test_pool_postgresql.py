@@ -11,11 +11,16 @@ import asyncpg
 import pytest
 
 from {{ cookiecutter.package_name }}.items import StoreUnavailable
-from {{ cookiecutter.package_name }}.lender import Lender
+from {{ cookiecutter.package_name }}.lender import Acquire, Lender
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.store_postgresql import PostgresItemStore, migrate, open_pool
 
 from .support.postgresql_fixtures import NewDatabase
+
+
+def one_at_a_time(acquire: Acquire, pool_timeout: float = Settings().database_pool_timeout) -> PostgresItemStore:
+    """A store whose statements borrow from `acquire` one at a time, waiting at most `pool_timeout` for their turn."""
+    return PostgresItemStore(Lender(acquire, 1, pool_timeout), Settings(database_pool_timeout=pool_timeout))
 
 
 async def test_giving_a_connection_back_sends_the_server_nothing(database_url: str) -> None:
@@ -72,8 +77,8 @@ async def test_statements_waiting_for_a_connection_get_it_in_arrival_order_strai
     that waited, and under load some waited ten times the median or more. And it goes to it directly: giving a
     connection back to asyncpg's pool costs a task and a timer, and borrowing it again as much.
     """
-    lender = NewestFirst(database)
-    store = PostgresItemStore(lender.lend, Settings(), capacity=1)
+    newest_first = NewestFirst(database)
+    store = one_at_a_time(newest_first.lend)
     done: list[str] = []
 
     # Tasks start in the order made: the first borrows the connection, the others wait for it in turn.
@@ -83,7 +88,7 @@ async def test_statements_waiting_for_a_connection_get_it_in_arrival_order_strai
     await asyncio.gather(*statements)
 
     assert done == ["0", "1", "2", "3"]
-    assert lender.lent == 1
+    assert newest_first.lent == 1
 
 
 # The sessions of a database waiting for a lock, and how to end them.
@@ -102,7 +107,7 @@ async def test_a_connection_whose_session_ended_is_not_handed_on_and_the_next_st
     url = await new_database()
     locker = await asyncpg.connect(url)
     pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
-    store = PostgresItemStore(pool.acquire, Settings(), capacity=1)
+    store = one_at_a_time(pool.acquire)
     try:
         await migrate(locker)
         async with locker.transaction():
@@ -161,7 +166,7 @@ async def test_a_connection_that_breaks_as_it_is_given_back_leaves_the_answer_an
     database: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The statement's answer stands (one WARNING says what broke), and the place is free for the next statement."""
-    store = PostgresItemStore(BreaksAsGivenBack(database).lend, Settings(database_pool_timeout=WAIT), capacity=1)
+    store = one_at_a_time(BreaksAsGivenBack(database).lend)
 
     answers = [await store.get(1), await store.get(1)]  # the second needs the place the first gave back
 
@@ -203,7 +208,7 @@ async def test_a_statement_that_waited_its_turn_gets_no_second_pool_timeout_to_c
     lost connection is never handed on). Were the pool's own limit counted from then, its 503 would come after HELD
     plus the pool timeout. A wait that started later than it must is the one error this bound allows for.
     """
-    store = PostgresItemStore(LostThenHung(database_url).lend, Settings(database_pool_timeout=POOL_TIMEOUT))
+    store = one_at_a_time(LostThenHung(database_url).lend, POOL_TIMEOUT)
     loop = asyncio.get_running_loop()
 
     async def refusal_after_its_turn() -> tuple[str, float]:

@@ -29,7 +29,7 @@ from aiohttp import web
 from . import migrations
 from .items import IDEMPOTENCY_KEY_TTL, Item, ItemEvent, NewItem, StoreUnavailable, replayed
 from .keys import SETTINGS, STORE
-from .lender import CONNECTION_ERRORS, Acquire, Connection, Lender, said
+from .lender import CONNECTION_ERRORS, Connection, Lender, said
 from .settings import Settings
 
 POOL_SIZE = (2, 10)  # connections kept open, at most
@@ -126,14 +126,13 @@ MAY_BE_DELETED = "the item may have been deleted: a retry answers 404 if it was"
 class PostgresItemStore:
     """The items table, reached through borrowed connections."""
 
-    def __init__(self, acquire: Acquire, settings: Settings, listen_url: str | None = None, capacity: int = 1) -> None:
-        """Borrow connections from `acquire`, which lends `capacity` at once (a pool's size: the test's lends one).
+    def __init__(self, lender: Lender, settings: Settings, listen_url: str | None = None) -> None:
+        """Borrow connections from `lender` (every store of a pool shares the pool's), in arrival order.
 
-        Statements wait for one in arrival order, at most settings.database_pool_timeout, connecting included.
         `listen_url` is where `watch` LISTENs for events (None: no other
         process writes, and `watch` returns at once).
         """
-        self._lender = Lender(acquire, capacity, settings.database_pool_timeout)
+        self._lender = lender
         self._timeout = settings.database_timeout
         self._pool_timeout = settings.database_pool_timeout
         self._listen_url = listen_url
@@ -378,7 +377,8 @@ async def store_context(app: web.Application) -> AsyncIterator[None]:
         await migrator.close()
     pool = await open_pool(settings)
     try:
-        app[STORE] = PostgresItemStore(pool.acquire, settings, listen_url=url, capacity=POOL_SIZE[1])
+        lender = Lender(pool.acquire, POOL_SIZE[1], settings.database_pool_timeout)  # for every store of the pool
+        app[STORE] = PostgresItemStore(lender, settings, listen_url=url)
         yield
     finally:
         await pool.close()

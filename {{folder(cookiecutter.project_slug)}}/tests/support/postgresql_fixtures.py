@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from {{ cookiecutter.package_name }}.lender import Acquire, Connection
+from {{ cookiecutter.package_name }}.lender import Acquire, Connection, Lender
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.store_postgresql import PostgresItemStore, migrate
 
@@ -145,18 +145,24 @@ def acquire(database: asyncpg.Connection) -> Acquire:
 
 
 @pytest.fixture(scope="session")
-def session_store(acquire: Acquire) -> PostgresItemStore:
+def lender(acquire: Acquire) -> Lender:
+    """Session scope: lends the one test connection to every store, a statement at a time."""
+    return Lender(acquire, 1, Settings().database_pool_timeout)
+
+
+@pytest.fixture(scope="session")
+def session_store(lender: Lender) -> PostgresItemStore:
     """Session scope: the store of the shared app."""
-    return PostgresItemStore(acquire, Settings())
+    return PostgresItemStore(lender, Settings())
 
 
 @pytest.fixture
-async def store(database: asyncpg.Connection, acquire: Acquire) -> AsyncIterator[PostgresItemStore]:
+async def store(database: asyncpg.Connection, acquire: Acquire, lender: Lender) -> AsyncIterator[PostgresItemStore]:
     """Function scope: the test's writes, the app's included, are rolled back at teardown."""
     transaction = database.transaction()
     await transaction.start()
     try:
-        yield PostgresItemStore(acquire, Settings())
+        yield PostgresItemStore(lender, Settings())
     finally:
         async with acquire():  # once a query the app may still be running (its event reader) has finished
             await transaction.rollback()
