@@ -37,9 +37,9 @@ def said(error: Exception) -> str:
 
 
 def reusable(connection: Connection) -> bool:
-    """Whether `connection` can serve another statement: open, and in no transaction."""
+    """Whether `connection` can serve another statement: it is open (the store's statements leave no transaction)."""
     try:
-        return not connection.is_closed() and not connection.is_in_transaction()
+        return not connection.is_closed()
     except asyncpg.InterfaceError:  # it closed, and asyncpg's pool took it back from the proxy that lent it
         return False
 
