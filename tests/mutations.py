@@ -1132,10 +1132,8 @@ MUTATIONS = [
             "ten times the median, as with asyncpg's own queue"
         ),
         LENDER,
-        "                _, turn = self._waiting.popleft()\n                if not turn.done():\n"
-        "                    turn.set_result((lease, connection))",
-        "                _, turn = self._waiting.pop()\n                if not turn.done():\n"
-        "                    turn.set_result((lease, connection))",
+        "_, turn = self._waiting.popleft()",
+        "_, turn = self._waiting.pop()",
         databases=("postgresql",),
         caught_by=ARRIVAL_ORDER,
     ),
@@ -1146,7 +1144,7 @@ MUTATIONS = [
             "again, which costs a task and two timers each time"
         ),
         LENDER,
-        "if self._waiting and reusable(connection):",
+        "if self._waiting and reusable(connection) and self._hand((lease, connection)):",
         "if False:",
         databases=("postgresql",),
         caught_by=ARRIVAL_ORDER,

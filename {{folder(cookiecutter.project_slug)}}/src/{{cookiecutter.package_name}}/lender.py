@@ -83,12 +83,8 @@ class Lender:
 
     async def give_back(self, lease: Lease, connection: Connection) -> None:
         """Hand `connection` to the oldest wait, if it can serve another statement; else return it to the pool."""
-        if self._waiting and reusable(connection):
-            while self._waiting:
-                _, turn = self._waiting.popleft()
-                if not turn.done():
-                    turn.set_result((lease, connection))
-                    return
+        if self._waiting and reusable(connection) and self._hand((lease, connection)):
+            return
         try:
             await lease.__aexit__(None, None, None)
         except CONNECTION_ERRORS as error:  # the statement's answer is in hand, and the pool replaces a broken one
@@ -108,14 +104,19 @@ class Lender:
             self._vacate()
             raise
 
-    def _vacate(self) -> None:
-        """A place with no connection in it: to the oldest wait, to open one in, or free for the next to come."""
+    def _hand(self, lent: Lent | None) -> bool:
+        """Give `lent` to the oldest wait still on; False when none is."""
         while self._waiting:
             _, turn = self._waiting.popleft()
             if not turn.done():
-                turn.set_result(None)
-                return
-        self._free += 1
+                turn.set_result(lent)
+                return True
+        return False
+
+    def _vacate(self) -> None:
+        """A place with no connection in it: to the oldest wait, to open one in, or free for the next to come."""
+        if not self._hand(None):
+            self._free += 1
 
     def _expire(self) -> None:
         """The timer: each wait past its deadline ends with TimeoutError; armed again for the oldest left."""
