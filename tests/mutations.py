@@ -1198,6 +1198,18 @@ MUTATIONS = [
         caught_by=SECOND_POOL_TIMEOUT,
     ),
     Mutation(
+        "pg-pool-timeout-told-from-settings",
+        (
+            "the 503 for a statement that got no connection names DATABASE_POOL_TIMEOUT from the settings, not the "
+            "timeout its lender applied: a store given another lender tells the wrong figure"
+        ),
+        "src/{package}/store_postgresql.py",
+        "raise no_connection(self._lender.timeout)",
+        "raise no_connection(Settings().database_pool_timeout)",
+        databases=("postgresql",),
+        caught_by=SECOND_POOL_TIMEOUT,
+    ),
+    Mutation(
         "limits-raised-on-macos-only",
         (
             "the open-files soft limit is raised only on macOS: on Linux a few hundred idle connections exhaust "

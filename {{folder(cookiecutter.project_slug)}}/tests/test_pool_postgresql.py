@@ -20,7 +20,7 @@ from .support.postgresql_fixtures import NewDatabase
 
 def one_at_a_time(acquire: Acquire, pool_timeout: float = Settings().database_pool_timeout) -> PostgresItemStore:
     """A store whose statements borrow from `acquire` one at a time, waiting at most `pool_timeout` for their turn."""
-    return PostgresItemStore(Lender(acquire, 1, pool_timeout), Settings(database_pool_timeout=pool_timeout))
+    return PostgresItemStore(Lender(acquire, 1, pool_timeout), Settings())  # the lender's timeout is the one told
 
 
 async def test_giving_a_connection_back_sends_the_server_nothing(database_url: str) -> None:

@@ -50,7 +50,7 @@ class Lender:
     def __init__(self, acquire: Acquire, capacity: int, timeout: float) -> None:
         self._acquire = acquire
         self._free = capacity  # places a statement may take at once: only while none waits
-        self._timeout = timeout
+        self.timeout = timeout  # seconds a statement may wait for its turn and its connection together
         # The waits, oldest first: each is handed a connection, or None for a place to open one in.
         self._waiting: deque[tuple[float, asyncio.Future[Lent | None]]] = deque()
         self._timer: asyncio.TimerHandle | None = None
@@ -61,7 +61,7 @@ class Lender:
             self._free -= 1
             return await self._open(None)
         loop = asyncio.get_running_loop()
-        wait = (loop.time() + self._timeout, loop.create_future())
+        wait = (loop.time() + self.timeout, loop.create_future())
         self._waiting.append(wait)
         if self._timer is None:
             self._timer = loop.call_at(wait[0], self._expire)

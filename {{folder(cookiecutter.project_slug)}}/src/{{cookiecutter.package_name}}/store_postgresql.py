@@ -134,7 +134,6 @@ class PostgresItemStore:
         """
         self._lender = lender
         self._timeout = settings.database_timeout
-        self._pool_timeout = settings.database_pool_timeout
         self._listen_url = listen_url
         self._unnumbered = True  # a write may have left an event in the inbox: number it before reading
         self._numbering: asyncio.Future[bool] | None = None  # the numbering under way: whether it was done
@@ -155,7 +154,7 @@ class PostgresItemStore:
         try:
             lease, connection = await self._lender.borrow()
         except TimeoutError:
-            raise no_connection(self._pool_timeout) from None
+            raise no_connection(self._lender.timeout) from None
         except CONNECTION_ERRORS as error:
             raise unavailable(error) from error
         try:
