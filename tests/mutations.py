@@ -1028,9 +1028,23 @@ MUTATIONS = [
         "logs-access-path-without-query",
         "the access line logs the path without its query string instead of the path as sent",
         "src/{package}/logs.py",
-        "        path = request.raw_path\n",
-        "        path = request.path\n",
+        "    path = request.raw_path\n",
+        "    path = request.path\n",
         caught_by="tests/test_configuration.py::test_every_json_line_parses_and_carries_its_fields",
+    ),
+    Mutation(
+        "logs-access-lines-ahead-of-their-batch",
+        (
+            "access lines, made as their batch is written, go ahead of the batch's other lines: a warning logged "
+            "before a request's answer appears after its access line"
+        ),
+        "src/{package}/logs.py",
+        "lines.append(access_line(access_fields(request, response, time), stamp))",
+        "lines.insert(0, access_line(access_fields(request, response, time), stamp))",
+        caught_by=(
+            "tests/test_log_writing.py::"
+            "test_an_access_line_made_as_its_batch_is_written_keeps_its_place_among_the_other_lines"
+        ),
     ),
     Mutation(
         "main-access-log-none-dropped",

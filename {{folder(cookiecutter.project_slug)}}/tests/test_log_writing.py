@@ -13,14 +13,18 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
 from {{ cookiecutter.package_name }}.batched_stream import BatchedStreamHandler
 from {{ cookiecutter.package_name }}.logs import (
     ACCESS,
     ACCESS_LINE,
     AccessFields,
+    AccessLogger,
     JsonFormatter,
     ServiceFormatter,
+    ServiceHandler,
     TextFormatter,
     UtcTime,
     configure_logging,
@@ -146,6 +150,28 @@ async def test_a_handler_added_between_two_requests_gets_the_second_access_line(
 
     assert [record.getMessage().split()[-1] for record in collector.records] == ["probe-collected"]
     assert stream.getvalue().count(f"INFO {ACCESS.name}: ") == 2  # the first line, and the second as a record
+
+
+async def test_an_access_line_made_as_its_batch_is_written_keeps_its_place_among_the_other_lines(
+    root_logger: logging.Logger,
+) -> None:
+    """The service's handler makes an access line only when the line's loop iteration is written, in its place."""
+    configure_logging(Settings())
+    [handler] = root_logger.handlers
+    assert isinstance(handler, ServiceHandler)
+    stream = CountingStream()
+    handler.setStream(stream)
+    answer = web.Response(text="ok", headers={"X-Request-ID": "probe-in-between"})
+    elsewhere = logging.getLogger("elsewhere")
+
+    elsewhere.warning("before")
+    AccessLogger(ACCESS, "").log(make_mocked_request("GET", "/health"), answer, 0.001)
+    elsewhere.warning("after")
+    await asyncio.sleep(0)  # the next iteration
+
+    lines = stream.getvalue().splitlines()
+    assert [line.split()[-1] for line in lines] == ["before", "probe-in-between", "after"]
+    assert stream.writes == 1
 
 
 def test_log_times_are_iso_8601_utc_to_the_millisecond() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TextIO
+from typing import Any, TextIO
 
 
 class BatchedStreamHandler(logging.StreamHandler[TextIO]):
@@ -21,7 +21,7 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
         super().__init__(stream)
         assert self.lock is not None  # Handler.__init__ made it: an RLock, which a fork re-initialises in place
         self.held = self.lock  # the same lock typed without None, so `with` takes it: no call to acquire and release
-        self.pending: list[str] = []
+        self.pending: list[Any] = []  # the batch's lines, or entries `lines_of` makes lines of as they are written
         self.batches = 0  # the writes of pending lines so far: the number of the batch lines go to now
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -32,7 +32,7 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
             return
         self.write_line(line)
 
-    def write_line(self, line: str) -> None:
+    def write_line(self, line: Any) -> None:
         """Write `line` with the others of this loop iteration, or at once if no loop runs in this thread."""
         try:
             loop = asyncio.get_running_loop()
@@ -49,13 +49,17 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
         with self.held:
             if not self.pending:
                 return
-            lines, self.pending = self.pending, []
+            entries, self.pending = self.pending, []
             self.batches += 1
             try:
-                self.stream.write("\n".join(lines) + self.terminator)
+                self.stream.write("\n".join(self.lines_of(entries)) + self.terminator)
                 self.stream.flush()
             except Exception:  # e.g. a closed pipe: report it on stderr, as logging.Handler does, and go on
-                self.handleError(logging.makeLogRecord({"msg": lines[0]}))
+                self.handleError(logging.makeLogRecord({"msg": entries[0]}))
+
+    def lines_of(self, entries: list[Any]) -> list[str]:
+        """The lines of a batch's entries, in order: here each entry is its line."""
+        return entries
 
     def close(self) -> None:
         self.flush()
