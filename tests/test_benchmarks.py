@@ -15,6 +15,7 @@ from .baking import ROOT, bake, package_of, run
 
 COMMITTED = ROOT / "benchmarks" / "results.md"
 PATHS = ("/health", "/items/1")  # leg 1's
+FIGURE = r"(?:[1-9]\d*\.\d+|0\.\d*[1-9]\d*)"  # a number above zero, with its decimals
 SECTION = "<!-- instructions.py writes from here -->\nthe gate's table\n<!-- instructions.py writes up to here -->"
 # An extra JSON round trip of /health's answer on every request, appended to a bake's handlers.py: routes.py looks
 # the handler up when the app is built, so it finds this one.
@@ -46,10 +47,12 @@ def test_quick_run_writes_every_row_to_its_output_only_and_keeps_the_instruction
     floors = {"baked / bare": {"/health": "0.95", "/items/1": "0.90"}, "log on / baked": dict.fromkeys(PATHS, "0.85")}
     for database in databases:
         for path in PATHS:
-            for ratio, floor in floors.items():
-                assert f"| {ratio}, {database}, uvloop, `{path}` | >= {floor[path]}x |" in page
-            for server in ("baked", "bare", "log on"):
-                assert f"| {database} | uvloop | `{path}` | {server} |" in page
+            for ratio, floor in floors.items():  # the last cell: the ratio taken from CPU time per request
+                target = re.escape(f"| {ratio}, {database}, uvloop, `{path}` | >= {floor[path]}x |")
+                assert re.search(rf"^{target} .* \| {FIGURE}x \({FIGURE}-{FIGURE}\) \|$", page, re.MULTILINE), target
+            for server in ("baked", "bare", "log on"):  # the last cell: the server's CPU us per request
+                row = re.escape(f"| {database} | uvloop | `{path}` | {server} |")
+                assert re.search(rf"^{row} .* \| {FIGURE} \({FIGURE}-{FIGURE}\) \|$", page, re.MULTILINE), row
         assert re.search(rf"^\| {database} \| [\d.]+ .* \| \d+ passed", page, re.MULTILINE), page
     assert page.index("## Throughput and latency") < page.index(SECTION) < page.index("## Live events")
     assert COMMITTED.read_bytes() == before
