@@ -568,8 +568,9 @@ def markdown(title: str, settings: Settings, facts: dict[str, str], report: Repo
         "computed round by round. *baked / bare*: the baked service (access log off) over the bare aiohttp app "
         "doing the same work, what the service's own code costs; *log on / baked*: the same bake with its access "
         "log on over it with the log off, what the access log costs. *By CPU time*: the same ratio taken from "
-        "the servers' CPU time per request over the same runs instead (the other's over this one's), which a "
-        "neighbour's load that slows the machine's clock for both moves less than req/s; the floors are on req/s.",
+        "the servers' CPU time per request over the same runs (the other's over this one's). Each server keeps its "
+        "core busy, so the two agree: a slow round is the same work taking more CPU time, not a server kept off its "
+        "core. The floors are on req/s.",
         "",
         "| Target | Floor | Measured | Met | By CPU time |",
         "|---|---|---|---|---|",
