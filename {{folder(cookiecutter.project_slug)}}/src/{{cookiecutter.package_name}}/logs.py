@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
+from multidict import istr
 
 from .batched_stream import BatchedStreamHandler
 from .settings import Settings
@@ -23,7 +24,7 @@ SERVER_LOGGERS = ("aiohttp.server", "gunicorn.error")  # where aiohttp reports a
 ACCESS = logging.getLogger("{{ cookiecutter.package_name }}.access")
 ACCESS_LINE = '%s "%s %s" %s %s %sms %s'  # text: remote "method path" status bytes duration request-id
 ACCESS_FIELDS = ("remote", "method", "path", "status", "bytes", "duration_ms", "request_id")  # JSON: the same
-REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_HEADER = istr("X-Request-ID")  # as aiohttp's own header names: found without lower-casing it each time
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:=+/-]{1,128}")  # a client's id is kept only if it looks like this
 
 

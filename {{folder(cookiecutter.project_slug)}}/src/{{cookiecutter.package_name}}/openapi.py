@@ -111,7 +111,7 @@ def _operation(operation_id: str, operation: Operation) -> Schema:
 
 
 def _answer(answer: Answer) -> Schema:
-    headers = {REQUEST_ID_HEADER: "the request's id, as the access log and any error's message give it"}
+    headers: dict[str, str] = {REQUEST_ID_HEADER: "the request's id, as the access log and any error's message give it"}
     headers.update(answer.headers)
     described: Schema = {
         "description": answer.description,
