@@ -144,7 +144,7 @@ class Pair:
 
     def cpu_ratios(self, path: str, server: str, against: str) -> list[float]:
         """against / server CPU time per request on `path`, round by round: like `ratios`, 1.00x when the two cost
-        the same, lower when `server` costs more; a neighbour's load that slows both servers' clocks moves it less."""
+        the same, lower when `server` costs more."""
         over, under = self.loads[server, path], self.loads[against, path]
         return [b.cpu_us / a.cpu_us for a, b in zip(over, under, strict=True)]
 
