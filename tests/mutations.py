@@ -290,10 +290,22 @@ MUTATIONS = [
         "request-id-not-returned",
         "answers no longer carry X-Request-ID: a client cannot find its request in the log",
         ERRORS,
-        "        response.headers[REQUEST_ID_HEADER] = identifier",
+        "        response.headers.setdefault(REQUEST_ID_HEADER, request_id(request))",
         "        pass",
         databases=("none",),  # none of the stores is involved
         caught_by="tests/test_logs.py::test_every_answer_carries_a_new_request_id",
+    ),
+    Mutation(
+        "request-id-made-again-for-an-error",
+        (
+            "an error answer gets a new request id instead of the one its handler kept: a 502 from GET /upstream "
+            "names another id than the one the upstream service was sent and logged"
+        ),
+        ERRORS,
+        "identifier = request.get(REQUEST_ID) or request_id(request)",
+        "identifier = request_id(request)",
+        databases=("none",),  # none of the stores is involved
+        caught_by="tests/test_logs.py::test_an_upstream_failure_is_answered_under_the_request_id_that_went_upstream",
     ),
     Mutation(
         "request-id-not-sent-upstream",
@@ -625,7 +637,7 @@ MUTATIONS = [
         "handlers-upstream-request-id-dropped",
         "GET /upstream no longer sends the request's X-Request-ID on to the upstream service",
         HANDLERS,
-        "max_bytes=limit, request_id=request[REQUEST_ID])",
+        "max_bytes=limit, request_id=identifier)",
         "max_bytes=limit)",
         caught_by="tests/test_logs.py::test_a_clients_request_id_is_kept_if_sane_and_goes_upstream",
     ),
@@ -996,11 +1008,11 @@ MUTATIONS = [
     Mutation(
         "handlers-request-id-made-again",
         (
-            "GET /upstream makes the request id again instead of taking the one `handled` gave the request: for a "
+            "GET /upstream makes the request id again instead of taking the one it kept on the request: for a "
             "request without X-Request-ID, the id sent upstream differs from the one answered and logged"
         ),
         HANDLERS,
-        "max_bytes=limit, request_id=request[REQUEST_ID])",
+        "max_bytes=limit, request_id=identifier)",
         "max_bytes=limit, request_id=request_id(request))",
         add_import="from .logs import request_id",
         caught_by="tests/test_logs.py::test_a_clients_request_id_is_kept_if_sane_and_goes_upstream",

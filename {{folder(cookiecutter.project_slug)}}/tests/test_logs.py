@@ -22,6 +22,7 @@ from {{ cookiecutter.package_name }}.logs import ACCESS, CLIENT_FAULTS, SERVER_L
 
 from .support.clients import Client, ClientFactory
 from .support.conditions import until
+from .support.fake_upstream import SEEN_REQUEST_IDS
 from .support.subscribers import RecordingSubscriber, StalledSubscriber
 
 NEW_ID = re.compile(r"[0-9a-f]{32}")
@@ -121,6 +122,17 @@ async def test_a_clients_request_id_is_kept_if_sane_and_goes_upstream(
     answered = response.headers["X-Request-ID"]
     assert (await response.json())["upstream"]["request_id"] == answered
     assert answered == sent if kept else NEW_ID.fullmatch(answered)
+
+
+async def test_an_upstream_failure_is_answered_under_the_request_id_that_went_upstream(
+    client_with: ClientFactory, upstream: TestServer
+) -> None:
+    client = await client_with(upstream_url=str(upstream.make_url("/error")))
+
+    response = await client.get("/upstream")
+
+    assert response.status == 502
+    assert upstream.app[SEEN_REQUEST_IDS][-1] == response.headers["X-Request-ID"]
 
 
 @pytest.mark.parametrize(

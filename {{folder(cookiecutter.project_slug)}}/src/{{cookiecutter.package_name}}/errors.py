@@ -41,21 +41,33 @@ def handled(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def wrapper(request: web.Request) -> web.StreamResponse:
-        request[REQUEST_ID] = identifier = request_id(request)
         try:
             response = await handler(request)
         except Exception as error:
-            answer = error if isinstance(error, web.HTTPException) else json_error_for(request, error)
+            identifier = request.get(REQUEST_ID) or request_id(request)
+            answer = error if isinstance(error, web.HTTPException) else json_error_for(request, error, identifier)
             answer.headers[REQUEST_ID_HEADER] = identifier
             raise answer from None
-        response.headers[REQUEST_ID_HEADER] = identifier  # a websocket's handler sets it before its handshake
+        # Made only now, and kept nowhere but in the answer: a handler that uses it before (kept_request_id) has
+        # set it already.
+        response.headers.setdefault(REQUEST_ID_HEADER, request_id(request))
         return response
 
     return wrapper
 
 
-def json_error_for(request: web.Request, error: Exception) -> web.HTTPException:
-    """The JSON error that answers `error`, logged as the kind of failure it is.
+def kept_request_id(request: web.Request) -> str:
+    """The request's id, for a handler that uses it before its answer (to call another service, in a handshake).
+
+    It is kept on the request, so that an error raised later is answered and logged under the same id; the handler
+    must also set it on its answer.
+    """
+    request[REQUEST_ID] = identifier = request_id(request)
+    return identifier
+
+
+def json_error_for(request: web.Request, error: Exception, identifier: str) -> web.HTTPException:
+    """The JSON error that answers `error` to the request whose id is `identifier`, logged as the kind of failure it is.
 
     A client's mistake: its 4xx. A failure outside the service (the store, the upstream): a WARNING and a 5xx.
     A bug: an ERROR with its traceback, and a 500.
@@ -65,8 +77,8 @@ def json_error_for(request: web.Request, error: Exception) -> web.HTTPException:
     if isinstance(error, KeyReused):
         return json_error(web.HTTPUnprocessableEntity, "idempotency_key_reused", str(error))
     if not isinstance(error, StoreUnavailable | UpstreamError):
-        log.error("%s %s failed, request id %s", request.method, request.path, request[REQUEST_ID], exc_info=error)
-        message = f"the service failed; its log has the details under request id {request[REQUEST_ID]}"
+        log.error("%s %s failed, request id %s", request.method, request.path, identifier, exc_info=error)
+        message = f"the service failed; its log has the details under request id {identifier}"
         return json_error(web.HTTPInternalServerError, "internal", message)
     log.warning("%s %s: %s", request.method, request.path, error)
     if isinstance(error, StoreUnavailable):

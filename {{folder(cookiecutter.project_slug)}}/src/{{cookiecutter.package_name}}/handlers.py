@@ -7,7 +7,7 @@ import json
 
 from aiohttp import WSMsgType, web
 
-from .errors import json_error
+from .errors import json_error, kept_request_id
 from .events import Pace, ReadCheck, bound_link, reply_to
 from .fingerprint import fingerprint
 from .items import (
@@ -23,7 +23,7 @@ from .items import (
     parse_new_item,
     parse_page,
 )
-from .keys import HUB, REQUEST_ID, SETTINGS, STORE, UPSTREAM
+from .keys import HUB, SETTINGS, STORE, UPSTREAM
 from .logs import REQUEST_ID_HEADER
 from .openapi import Answer, Operation, Parameter, document, documented
 from .schemas import (
@@ -255,8 +255,9 @@ async def upstream_status(request: web.Request) -> web.Response:
     """GET /upstream: the upstream service's status (504/502 when it fails)."""
     settings, session = request.app[SETTINGS], request.app[UPSTREAM]
     limit = settings.upstream_max_bytes
-    status = await fetch_status(session, settings.upstream_url, max_bytes=limit, request_id=request[REQUEST_ID])
-    return web.json_response({"upstream": status})
+    identifier = kept_request_id(request)
+    status = await fetch_status(session, settings.upstream_url, max_bytes=limit, request_id=identifier)
+    return web.json_response({"upstream": status}, headers={REQUEST_ID_HEADER: identifier})
 
 
 @documented(
@@ -297,7 +298,7 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     if after is not None and after > hub.head and after > (newest := await hub.store.last_event_id()):
         hint = f"no event has id {after}, the newest is {newest}: list /items, then subscribe without 'after'"
         raise json_error(web.HTTPGone, "events_unknown", hint)
-    ws.headers[REQUEST_ID_HEADER] = request[REQUEST_ID]  # the handshake is sent before `handled` sees the answer
+    ws.headers[REQUEST_ID_HEADER] = kept_request_id(request)  # the handshake is sent before `handled` sees the answer
     await ws.prepare(request)
     transport = request.transport
     if transport is not None:

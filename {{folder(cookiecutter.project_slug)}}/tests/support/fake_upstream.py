@@ -9,6 +9,7 @@ from aiohttp import web
 
 BIG_BODY = json.dumps({"status": "ok", "padding": "x" * 256 * 1024}).encode()  # a JSON object of 256 KiB and a bit
 CHUNK = 16 * 1024
+SEEN_REQUEST_IDS: web.AppKey[list[str | None]] = web.AppKey("seen_request_ids")
 
 
 async def status(request: web.Request) -> web.Response:
@@ -37,6 +38,8 @@ async def never_answers(request: web.Request) -> web.Response:
 
 
 async def server_error(request: web.Request) -> web.Response:
+    """A 503; the X-Request-ID the call came with goes on the end of the app's SEEN_REQUEST_IDS."""
+    request.app[SEEN_REQUEST_IDS].append(request.headers.get("X-Request-ID"))
     return web.json_response({"error": "boom"}, status=503)
 
 
@@ -86,6 +89,7 @@ async def big_stalled(request: web.Request) -> web.StreamResponse:
 def fake_upstream() -> web.Application:
     """An app answering /status (at once, or /delayed/<ms>), and misbehaving on purpose on every other path."""
     app = web.Application()
+    app[SEEN_REQUEST_IDS] = []
     app.router.add_get("/status", status)
     app.router.add_get("/request-id", request_id)
     app.router.add_get(r"/delayed/{milliseconds:\d+}", delayed)
