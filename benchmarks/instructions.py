@@ -161,7 +161,8 @@ def instructions(server: Server) -> int:
 @contextmanager
 def counted(label: str, command: list[str], env: dict[str, str], work: Path) -> Iterator[Server]:
     """Start the server under callgrind, instrumentation off until `measure` turns it on; stop it on the way out."""
-    prefix = work / f"vgdb-{re.sub(r'[^\w-]', '', label)}"
+    name = re.sub(r"[^\w-]", "", label)  # outside the f-string: a backslash in one is Python 3.12's, not 3.11's
+    prefix = work / f"vgdb-{name}"
     valgrind = [
         "valgrind",
         "--tool=callgrind",
