@@ -7,14 +7,14 @@ against an earlier commit of the template, and time the baked test suite.
 Leg 1 bakes the template (database sqlite and postgresql, event_loop uvloop), starts each bake with
 `python -m async_service` twice, its access log off and on, and bare_app.py, all three on the same database,
 and loads `GET /health` and `GET /items/1` of each with wrk, round by round: back to back, then the three at
-once. Leg 2 loads `GET /health` and
-`POST /items` of the same bakes and of bakes of the --baseline commit (taken with `git archive`), round by
-round. Leg 3 measures live events from a client process (live.py): commit-to-delivery latency to a
-subscriber on the same and on another service process, and a burst of creates delivered to many
-subscribers. Leg 4 times each bake's `pytest` and `pytest --collect-only`. PostgreSQL is reached at
-TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test), where each run creates scratch
-databases and drops them at the end. Where taskset is found and cores 0 and 1 are free to use, every server
-runs on core 0 and every wrk on core 1 (--no-pin: nothing is pinned). See benchmarks/README.md.
+once. Leg 2 loads `GET /health` and `POST /items` of the same bakes and of bakes of the --baseline commit
+(taken with `git archive`), round by round. Leg 3 measures live events from a client process (live.py):
+commit-to-delivery latency to a subscriber on the same and on another service process, and a burst of
+creates delivered to many subscribers. Leg 4 times each bake's `pytest` and `pytest --collect-only`.
+PostgreSQL is reached at TEST_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test), where each
+run creates scratch databases and drops them at the end. Where taskset is found and cores 0 and 1 are free
+to use, every server runs on core 0 and every wrk on core 1 (--no-pin: nothing is pinned). See
+benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -136,9 +136,8 @@ class Pair:
     paths: tuple[str, ...] = PATHS
     connections: int | None = None  # wrk's -c; None: the settings'
     loads: dict[tuple[str, str], list[Load]] = field(default_factory=lambda: defaultdict(list))
-    at_once: dict[tuple[str, str], list[Load]] = field(
-        default_factory=lambda: defaultdict(list)
-    )  # leg 1's runs at once
+    # Leg 1's runs with every server loaded at the same time, as `loads` holds those back to back.
+    at_once: dict[tuple[str, str], list[Load]] = field(default_factory=lambda: defaultdict(list))
 
     def ratios(
         self, path: str, server: str | None = None, against: str | None = None, at_once: bool = False
