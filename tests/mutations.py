@@ -1140,6 +1140,20 @@ MUTATIONS = [
         caught_by="tests/test_configuration.py::test_both_ways_to_start_set_the_app_out_of_the_collectors_sight",
     ),
     Mutation(
+        "young-objects-collected-every-700",
+        (
+            "Python 3.11's collector threshold is kept: under load the objects of the requests in flight alone cross "
+            "it every hundred requests or so, and each young collection walks them all"
+        ),
+        "src/{package}/app.py",
+        "    gc.set_threshold(max(young, YOUNG_OBJECTS_PER_COLLECTION), *older)\n",
+        "",
+        caught_by=(
+            "tests/test_configuration.py::"
+            "test_both_ways_to_start_collect_young_objects_less_often_than_python_3_11_does"
+        ),
+    ),
+    Mutation(
         "pg-pool-resets-each-connection-given-back",
         (
             "the pool resets every connection given back (asyncpg's default: RESET ALL and the like), one more "

@@ -18,6 +18,7 @@ from .{{ "store_memory" if cookiecutter.database == "none" else "store_" ~ cooki
 from .upstream import upstream_context
 
 WORKER_BOOT_ERROR = 3  # gunicorn's exit code for a worker that cannot start
+YOUNG_OBJECTS_PER_COLLECTION = 2000  # CPython 3.13's default; 3.11 and 3.12 collect every 700
 
 
 def create_app(settings: Settings, store: ItemStore | None = None) -> web.Application:
@@ -61,5 +62,10 @@ def set_aside_for_good() -> None:
 
     They live as long as the process, yet each full collection would walk them all (some 38,000) while every request
     in flight waits. Called once the app is built, by `python -m` and by gunicorn's entry point.
+
+    The youngest objects are collected once 2,000 more are alive, not 700: with 50 requests in flight, 700 was
+    crossed every hundred requests or so, and each collection walked the objects of every request in flight.
     """
     gc.freeze()
+    young, *older = gc.get_threshold()
+    gc.set_threshold(max(young, YOUNG_OBJECTS_PER_COLLECTION), *older)
