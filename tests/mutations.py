@@ -1051,12 +1051,23 @@ MUTATIONS = [
             "before a request's answer appears after its access line"
         ),
         "src/{package}/logs.py",
-        "lines.append(access_line(access_fields(request, response, time), stamp))",
-        "lines.insert(0, access_line(access_fields(request, response, time), stamp))",
+        "lines.append(access_line(access_fields(remote, request, response, time), stamp))",
+        "lines.insert(0, access_line(access_fields(remote, request, response, time), stamp))",
         caught_by=(
             "tests/test_log_writing.py::"
             "test_an_access_line_made_as_its_batch_is_written_keeps_its_place_among_the_other_lines"
         ),
+    ),
+    Mutation(
+        "logs-access-peer-kept-for-every-connection",
+        "the peer found at the first connection's first answer is kept on the class, and logged for every connection",
+        "src/{package}/logs.py",
+        "        if self.remote is None:  # the first answer, or a connection whose peer is not known\n"
+        "            self.remote = request.remote\n",
+        "        if not hasattr(AccessLogger, 'first_peer'):\n"
+        "            AccessLogger.first_peer = request.remote\n"
+        "        self.remote = AccessLogger.first_peer\n",
+        caught_by="tests/test_log_writing.py::test_the_access_lines_of_each_connection_name_its_own_peer",
     ),
     Mutation(
         "main-access-log-none-dropped",

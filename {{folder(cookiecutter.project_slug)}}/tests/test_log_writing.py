@@ -12,6 +12,7 @@ import logging
 import threading
 from datetime import UTC, datetime
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
@@ -150,6 +151,26 @@ async def test_a_handler_added_between_two_requests_gets_the_second_access_line(
 
     assert [record.getMessage().split()[-1] for record in collector.records] == ["probe-collected"]
     assert stream.getvalue().count(f"INFO {ACCESS.name}: ") == 2  # the first line, and the second as a record
+
+
+async def test_the_access_lines_of_each_connection_name_its_own_peer(
+    root_logger: logging.Logger, client: Client
+) -> None:
+    """The peer found at a connection's first answer is that connection's alone, not the next one's."""
+    configure_logging(Settings())
+    [handler] = root_logger.handlers
+    assert isinstance(handler, BatchedStreamHandler)
+    stream = CountingStream()
+    handler.setStream(stream)
+    other_peer = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))  # all of 127.0.0.0/8 is this machine's
+
+    async with aiohttp.ClientSession(connector=other_peer) as elsewhere:
+        for _ in range(2):  # in turn, each connection kept open
+            await client.get("/health")
+            async with elsewhere.get(client.make_url("/health")) as answer:
+                await answer.read()
+
+    assert [line.split()[3] for line in stream.getvalue().splitlines()] == 2 * ["127.0.0.1", "127.0.0.2"]
 
 
 async def test_an_access_line_made_as_its_batch_is_written_keeps_its_place_among_the_other_lines(

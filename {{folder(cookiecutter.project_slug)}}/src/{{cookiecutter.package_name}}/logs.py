@@ -22,7 +22,7 @@ from .settings import Settings
 
 SERVER_LOGGERS = ("aiohttp.server", "gunicorn.error")  # where aiohttp reports a request it could not handle
 ACCESS = logging.getLogger("{{ cookiecutter.package_name }}.access")
-ACCESS_LINE = '%s "%s %s" %s %s %sms %s'  # text: remote "method path" status bytes duration request-id
+ACCESS_LINE = '%s "%s %s" %s %s %.2fms %s'  # text: remote "method path" status bytes duration request-id
 ACCESS_FIELDS = ("remote", "method", "path", "status", "bytes", "duration_ms", "request_id")  # JSON: the same
 REQUEST_ID_HEADER = istr("X-Request-ID")  # as aiohttp's own header names: found without lower-casing it each time
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:=+/-]{1,128}")  # a client's id is kept only if it looks like this
@@ -75,8 +75,9 @@ class TextFormatter(ServiceFormatter):
         return f"{self.utc_time(record.created)} {record.levelname} {record.name}: {record.getMessage()}"
 
     def access_line(self, fields: AccessFields, stamp: str) -> str:
-        remote, method, path, status, size, milliseconds, request_id = fields  # ACCESS_LINE's, as an f-string: faster
-        return f'{stamp} INFO {ACCESS.name}: {remote} "{method} {path}" {status} {size} {milliseconds}ms {request_id}'
+        remote, method, path, status, size, took, request_id = fields  # ACCESS_LINE's, as an f-string: faster
+        # The milliseconds always to 2 places: writing a float so costs less than writing its shortest form.
+        return f'{stamp} INFO {ACCESS.name}: {remote} "{method} {path}" {status} {size} {took:.2f}ms {request_id}'
 
 
 class JsonFormatter(ServiceFormatter):
@@ -130,33 +131,46 @@ def configure_logging(settings: Settings) -> None:
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One INFO line per answered request, on the `{{ cookiecutter.package_name }}.access` logger."""
+    """One INFO line per answered request, on the `{{ cookiecutter.package_name }}.access` logger.
+
+    aiohttp makes one for each connection, so the connection's peer is found once, at its first answer.
+    """
+
+    __slots__ = ("remote",)
+
+    def __init__(self, logger: logging.Logger, log_format: str) -> None:
+        super().__init__(logger, log_format)
+        self.remote: str | None = None  # kept from when the connection was made, so still there once it closed
 
     @property
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if self.remote is None:  # the first answer, or a connection whose peer is not known
+            self.remote = request.remote
         batch = ITERATION
         if batch.handler is None or batch.handler.batches != batch.number:  # the first line of a loop iteration
             batch.handler = sole_handler(self.logger)
             if batch.handler is not None:
                 batch.number, batch.stamp = batch.handler.batches, batch.handler.formatter.utc_time(clock())
         if batch.handler is not None:  # made a line with the rest of its batch, as they are written
-            batch.handler.write_line((batch.stamp, request, response, time))
+            batch.handler.write_line((batch.stamp, self.remote, request, response, time))
         else:  # What `info` does, less its walk up the stack for the caller's line, which no access line needs.
-            fields = access_fields(request, response, time)
+            fields = access_fields(self.remote, request, response, time)
             self.logger.handle(self.logger.makeRecord(self.logger.name, logging.INFO, "", 0, ACCESS_LINE, fields, None))
 
 
-AccessEntry = tuple[str, web.BaseRequest, web.StreamResponse, float]  # stamp, request, answer, seconds it took
+AccessEntry = tuple[str, str | None, web.BaseRequest, web.StreamResponse, float]  # stamp, remote, request, answer, time
 
 
-def access_fields(request: web.BaseRequest, response: web.StreamResponse, time: float) -> AccessFields:
-    """ACCESS_FIELDS' values for `request`, answered with `response` in `time` seconds."""
+def access_fields(
+    remote: str | None, request: web.BaseRequest, response: web.StreamResponse, time: float
+) -> AccessFields:
+    """ACCESS_FIELDS' values for `request` from `remote`, answered with `response` in `time` seconds."""
     path = request.raw_path
     return (
-        request.remote,  # the peer the connection had when it was made, so still there once it closed
+        remote,
         request.method,
         escaped(path) if '"' in path or "\\" in path else path,  # the test here spares most lines a call
         response.status,
@@ -198,8 +212,8 @@ class ServiceHandler(BatchedStreamHandler):
             if isinstance(entry, str):
                 lines.append(entry)
             else:
-                stamp, request, response, time = entry
-                lines.append(access_line(access_fields(request, response, time), stamp))
+                stamp, remote, request, response, time = entry
+                lines.append(access_line(access_fields(remote, request, response, time), stamp))
         return lines
 
 
