@@ -1070,6 +1070,20 @@ MUTATIONS = [
         caught_by="tests/test_log_writing.py::test_the_access_lines_of_each_connection_name_its_own_peer",
     ),
     Mutation(
+        "logs-later-batches-never-scheduled",
+        (
+            "the flag saying a flush is scheduled is never cleared: after the first loop iteration's lines, the "
+            "next ones wait for a thread's line or the stop"
+        ),
+        "src/{package}/batched_stream.py",
+        "            self.scheduled = False  # cleared before the lines are taken: one appended after that schedules a "
+        "flush\n",
+        "",
+        caught_by=(
+            "tests/test_log_writing.py::test_the_lines_of_one_loop_iteration_are_written_together_before_the_next"
+        ),
+    ),
+    Mutation(
         "main-access-log-none-dropped",
         (
             "python -m no longer passes access_log=None to run_app: with ACCESS_LOG=off aiohttp's default "

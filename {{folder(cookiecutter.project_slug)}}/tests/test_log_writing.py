@@ -54,8 +54,10 @@ async def test_the_lines_of_one_loop_iteration_are_written_together_before_the_n
         handler.write_line(f"line {number}")
     assert stream.writes == 0
     await asyncio.sleep(0)  # the next iteration
+    handler.write_line("line 3")
+    await asyncio.sleep(0)  # and the one after
 
-    assert (stream.writes, stream.getvalue()) == (1, "line 0\nline 1\nline 2\n")
+    assert (stream.writes, stream.getvalue()) == (2, "line 0\nline 1\nline 2\nline 3\n")
 
 
 async def test_a_line_from_another_thread_is_written_at_once_after_those_pending() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import Any, TextIO
 
 
@@ -15,13 +16,17 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
     it). A line is never later than the next iteration, which runs before the loop waits for anything. A line
     logged with no running loop (another thread, start-up, shutdown) is written at once, after those pending, and
     `flush` and `close` (logging.shutdown calls both at exit) write the pending lines, so a clean stop loses none.
+
+    A line is queued without the handler's lock, which would cost a tenth of an access line: the queue is a deque,
+    which threads may append to while a writer takes from it. The lock keeps the writes one at a time, in order.
     """
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
         assert self.lock is not None  # Handler.__init__ made it: an RLock, which a fork re-initialises in place
         self.held = self.lock  # the same lock typed without None, so `with` takes it: no call to acquire and release
-        self.pending: list[Any] = []  # the batch's lines, or entries `lines_of` makes lines of as they are written
+        self.pending: deque[Any] = deque()  # the batch's lines, or entries `lines_of` makes lines of when written
+        self.scheduled = False  # whether a loop will write the pending lines at the end of its iteration
         self.batches = 0  # the writes of pending lines so far: the number of the batch lines go to now
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -34,22 +39,22 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
 
     def write_line(self, line: Any) -> None:
         """Write `line` with the others of this loop iteration, or at once if no loop runs in this thread."""
+        self.pending.append(line)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop in this thread
-            loop = None
-        with self.held:  # reentrant: logging holds it already when it calls emit
-            self.pending.append(line)
-            if loop is None:
-                self.flush()
-            elif len(self.pending) == 1:
-                loop.call_soon(self.flush)
+            self.flush()
+            return
+        if not self.scheduled:  # read after the append: if a flush is about to clear it, that flush takes the line
+            self.scheduled = True
+            loop.call_soon(self.flush)
 
     def flush(self) -> None:
         with self.held:
+            self.scheduled = False  # cleared before the lines are taken: one appended after that schedules a flush
             if not self.pending:
                 return
-            entries, self.pending = self.pending, []
+            entries = [self.pending.popleft() for _ in range(len(self.pending))]
             self.batches += 1
             try:
                 self.stream.write("\n".join(self.lines_of(entries)) + self.terminator)
