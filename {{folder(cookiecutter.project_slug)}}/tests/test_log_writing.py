@@ -126,6 +126,16 @@ def test_access_lines_skip_logging_only_while_the_services_handler_alone_takes_t
     assert sole_handler(ACCESS) is handler
 
 
+def service_logging_to_a_counting_stream(root_logger: logging.Logger) -> CountingStream:
+    """Configure the service's logging with its handler writing to a new CountingStream, and return that."""
+    configure_logging(Settings())
+    [handler] = root_logger.handlers
+    assert isinstance(handler, ServiceHandler)
+    stream = CountingStream()
+    handler.setStream(stream)
+    return stream
+
+
 class Collector(logging.Handler):
     """Keeps the records it is given."""
 
@@ -140,11 +150,7 @@ class Collector(logging.Handler):
 async def test_a_handler_added_between_two_requests_gets_the_second_access_line(
     root_logger: logging.Logger, client: Client
 ) -> None:
-    configure_logging(Settings())
-    [handler] = root_logger.handlers
-    assert isinstance(handler, BatchedStreamHandler)
-    stream = CountingStream()
-    handler.setStream(stream)
+    stream = service_logging_to_a_counting_stream(root_logger)
     await client.get("/health")  # straight to the service's handler, the only one
     collector = Collector()
     root_logger.addHandler(collector)
@@ -159,11 +165,7 @@ async def test_the_access_lines_of_each_connection_name_its_own_peer(
     root_logger: logging.Logger, client: Client
 ) -> None:
     """The peer found at a connection's first answer is that connection's alone, not the next one's."""
-    configure_logging(Settings())
-    [handler] = root_logger.handlers
-    assert isinstance(handler, BatchedStreamHandler)
-    stream = CountingStream()
-    handler.setStream(stream)
+    stream = service_logging_to_a_counting_stream(root_logger)
     other_peer = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))  # all of 127.0.0.0/8 is this machine's
 
     async with aiohttp.ClientSession(connector=other_peer) as elsewhere:
@@ -179,11 +181,7 @@ async def test_an_access_line_made_as_its_batch_is_written_keeps_its_place_among
     root_logger: logging.Logger,
 ) -> None:
     """The service's handler makes an access line only when the line's loop iteration is written, in its place."""
-    configure_logging(Settings())
-    [handler] = root_logger.handlers
-    assert isinstance(handler, ServiceHandler)
-    stream = CountingStream()
-    handler.setStream(stream)
+    stream = service_logging_to_a_counting_stream(root_logger)
     answer = web.Response(text="ok", headers={"X-Request-ID": "probe-in-between"})
     elsewhere = logging.getLogger("elsewhere")
 
