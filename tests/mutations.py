@@ -1059,6 +1059,16 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "logs-json-duration-unrounded",
+        "a JSON access line carries its milliseconds as measured (12.3456) while its message writes 12.35",
+        "src/{package}/logs.py",
+        'entry["duration_ms"] = round(fields[5], 2)',
+        'entry["duration_ms"] = fields[5]',
+        caught_by=(
+            "tests/test_log_writing.py::test_a_json_access_line_gives_its_milliseconds_to_2_places_as_its_message_does"
+        ),
+    ),
+    Mutation(
         "logs-access-peer-kept-for-every-connection",
         "the peer found at the first connection's first answer is kept on the class, and logged for every connection",
         "src/{package}/logs.py",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import threading
 from datetime import UTC, datetime
@@ -96,6 +97,16 @@ def test_an_access_line_from_its_fields_is_the_line_logging_makes_of_its_record(
     record = ACCESS.makeRecord(ACCESS.name, logging.INFO, "", 0, ACCESS_LINE, fields, None)
 
     assert formatter.access_line(fields, formatter.utc_time(record.created)) == formatter.format(record)
+
+
+def test_a_json_access_line_gives_its_milliseconds_to_2_places_as_its_message_does() -> None:
+    formatter = JsonFormatter()
+    fields: AccessFields = ("127.0.0.1", "GET", "/health", 200, 2, 12.3456, "-")  # as measured: not yet rounded
+    record = ACCESS.makeRecord(ACCESS.name, logging.INFO, "", 0, ACCESS_LINE, fields, None)
+
+    for line in (formatter.access_line(fields, "2026-12-07T00:00:00.000Z"), formatter.format(record)):
+        entry = json.loads(line)
+        assert (entry["duration_ms"], entry["message"].split()[-2]) == (12.35, "12.35ms")
 
 
 def test_access_lines_skip_logging_only_while_the_services_handler_alone_takes_them(
